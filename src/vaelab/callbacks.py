@@ -1,0 +1,99 @@
+"""Callbacks: diagnostics on the validation split during training and on the test split at the end."""
+from __future__ import annotations
+
+import sys
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from tqdm.auto import tqdm
+
+from vaelab.errors import ConfigError
+from vaelab.evaluation import diagnose
+from vaelab.metrics import check_threshold
+
+SCALARS = ("active_dims", "active_units", "kl", "recon_mse")
+POSTFIX = ("train/loss", "model/gamma")
+
+
+class Diagnostics(L.Callback):
+    """Every ``every_n_epochs`` epochs: active dims/units, KL, reconstruction error and per-dim encoder
+    variances on the whole validation split (scalars, one scalar per dim, a histogram over dims); after
+    ``trainer.test``: the same on the test split, kept in ``results["test"]`` for metrics.json."""
+
+    def __init__(self, every_n_epochs: int = 10, active_threshold: float = 0.1, au_threshold: float = 0.01,
+                 eval_batch_size: int = 4096, per_dim_scalars: bool = True):
+        if every_n_epochs < 1:
+            raise ConfigError(f"callbacks.diagnostics.every_n_epochs={every_n_epochs} must be >= 1")
+        self.every_n_epochs = every_n_epochs
+        self.active_threshold = check_threshold("callbacks.diagnostics.active_threshold", active_threshold)
+        self.au_threshold = check_threshold("callbacks.diagnostics.au_threshold", au_threshold)
+        self.eval_batch_size = eval_batch_size
+        self.per_dim_scalars = per_dim_scalars
+        self.results: dict[str, dict] = {}
+
+    def _run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
+        results = diagnose(module.model, trainer.datamodule.split(split), self.eval_batch_size,
+                           self.active_threshold, self.au_threshold, seed=getattr(module, "eval_seed", 0))
+        self.results[split] = results
+        stage = "val" if split == "val" else split
+        scalars = {f"{stage}/{k}": float(results[k]) for k in SCALARS}
+        module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
+        enc_var = torch.tensor(results["per_dim_encoder_var"])
+        if self.per_dim_scalars:
+            module.log_dict({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)},
+                            on_step=False, on_epoch=True, batch_size=1)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                logger.experiment.add_histogram(f"{stage}/encoder_var", enc_var, trainer.global_step)
+        return results
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
+            self._run(trainer, module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._run(trainer, module, "test")
+
+
+class StepProgressBar(ProgressBar):
+    """One bar over all training steps, refreshed every ``refresh_rate`` steps (Lightning's default bar
+    redraws every epoch, which is every few steps with in-memory data)."""
+
+    def __init__(self, refresh_rate: int = 200):
+        super().__init__()
+        if refresh_rate < 1:
+            raise ConfigError(f"callbacks.progress_bar.refresh_rate={refresh_rate} must be >= 1; to turn the "
+                              "bar off set callbacks.progress_bar=null")
+        self.refresh_rate = refresh_rate
+        self._enabled = True
+        self._bar: tqdm | None = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._enabled and trainer.is_global_zero:
+            total = module.total_steps() if hasattr(module, "total_steps") else trainer.estimated_stepping_batches
+            self._bar = tqdm(total=int(total), initial=trainer.global_step,
+                             desc="training", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self._bar is not None and trainer.global_step - self._bar.n >= self.refresh_rate:
+            self._bar.n = trainer.global_step
+            shown = {k: getattr(module, "last_train_terms", {}).get(k) for k in POSTFIX}
+            shown["val/loss"] = trainer.callback_metrics.get("val/loss")
+            self._bar.set_postfix({k: f"{float(v):.4g}" for k, v in shown.items() if v is not None},
+                                  refresh=False, epoch=trainer.current_epoch)
+            self._bar.refresh()
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._bar is not None:
+            self._bar.n = trainer.global_step
+            self._bar.close()
+            self._bar = None

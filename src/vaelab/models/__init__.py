@@ -1,0 +1,1 @@
+"""Models sharing the LatentVariableModel interface."""

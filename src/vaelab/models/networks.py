@@ -1,0 +1,21 @@
+"""Building blocks shared by the models."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
+               "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
+
+
+def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+    """Linear layers in_dim -> *hidden_dims -> out_dim with `activation` between them (none after the last)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    dims = [in_dim, *hidden_dims]
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*layers)

@@ -1,0 +1,55 @@
+"""The run contract: ``<run_dir>/metrics.json``, one flat JSON object per run.
+
+Written with status ``running`` when the run starts and rewritten atomically when it ends with ``completed``,
+``failed`` (with ``error``), ``diverged`` or ``interrupted``, so a summary over a sweep can tell unfinished,
+failed and finished runs apart. Final metrics use plain names (``active_dims``, ``gamma``, ``elbo`` ...);
+per-dimension vectors are lists.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null (strict JSON); tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class RunRecord:
+    """metrics.json of one run; ``update`` merges fields, ``finish`` sets the final status and wall time."""
+
+    def __init__(self, directory: str | os.PathLike, **fields: Any):
+        self.path = Path(directory) / "metrics.json"
+        self.start = time.perf_counter()
+        self.data: dict[str, Any] = {"status": "running", **fields}
+        self._write()
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self._write()
+
+    def finish(self, status: str, **fields: Any) -> dict[str, Any]:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
+        self.data.update(fields, status=status, wall_time_s=round(time.perf_counter() - self.start, 3))
+        self._write()
+        return self.data
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_jsonable(self.data), indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, self.path)

@@ -1,0 +1,177 @@
+"""``vaelab-train``: compose the config, train, test, write metrics.json and print a summary.
+
+Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m key=a,b`` for a grid,
+``vaelab-train --help`` for the config groups, ``vaelab-train --cfg job`` for the composed config.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from vaelab.errors import ConfigError, DataError, DivergenceError
+from vaelab.run_record import RunRecord
+
+# Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
+# has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
+KNOWN_NOISE = (r".*LeafSpec.*", r"The number of training batches .* is smaller than the logging interval")
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat ``a/b/c`` keys with scalar values, for TensorBoard's HPARAMS tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}/{key}" if prefix else str(key))
+        elif isinstance(node, (int, float, str, bool)):
+            flat[prefix] = node
+        elif node is not None:
+            flat[prefix] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in flat.items() if not k.startswith(("paths/", "logger/", "callbacks/progress_bar"))}
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Runs one training job described by `cfg`; returns the final metrics.json content.
+
+    Everything is instantiated (and so validated) before training starts; metrics.json records the outcome
+    whatever it is. Exceptions propagate after being recorded.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    record = RunRecord(run_dir, name=cfg.name, seed=cfg.seed, overrides=_overrides(), run_dir=str(run_dir))
+    try:
+        metrics = _fit_and_test(cfg, record)
+    except (ConfigError, DataError) as err:
+        record.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    except DivergenceError as err:
+        record.finish("diverged", error=str(err))
+        raise
+    except (KeyboardInterrupt, SystemExit) as err:
+        record.finish("interrupted", error=f"{type(err).__name__}")
+        raise
+    except Exception as err:
+        record.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    return record.finish("completed", **metrics)
+
+
+@dataclass
+class Run:
+    """Everything one training job needs, built (and so validated) from the config."""
+
+    datamodule: Any
+    model: Any
+    module: Any
+    callbacks: list
+    trainer: Any
+
+
+def build(cfg: DictConfig) -> Run:
+    """Instantiates data, model, training module, callbacks, loggers and trainer; raises ConfigError/DataError
+    before any training when the config is invalid."""
+    import lightning as L  # imported here: `--help` and `--cfg` stay fast
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from vaelab.training_module import VAETrainingModule
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for noise in KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=noise)
+    if cfg.torch_threads is not None:
+        torch.set_num_threads(int(cfg.torch_threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
+    clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
+    module = VAETrainingModule(model, instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
+                               gradient_clip_val=clip["gradient_clip_val"],
+                               gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm")
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                          enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+                          gradient_clip_val=None, gradient_clip_algorithm=None)
+    return Run(datamodule, model, module, callbacks, trainer)
+
+
+def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
+    from vaelab.callbacks import Diagnostics
+
+    run = build(cfg)
+    trainer, datamodule = run.trainer, run.datamodule
+    diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
+    if diagnostics is None:
+        raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
+    record.update(data=datamodule.spec.name, model=type(run.model).__name__, **{
+        f"true_{k}": v for k, v in datamodule.spec.ground_truth.items()})
+
+    trainer.fit(run.module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    test_terms = trainer.test(run.module, datamodule=datamodule, verbose=False)[0]
+    metrics = {"elbo": -test_terms["test/loss"],
+               **{k.removeprefix("test/"): v for k, v in test_terms.items() if k != "test/loss"},
+               **diagnostics.results["test"],
+               "epochs": trainer.current_epoch, "steps": trainer.global_step}
+    if trainer.is_global_zero:
+        final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(_flat_hparams(cfg), metrics=final)
+            logger.finalize("success")
+    return metrics
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A few lines for the terminal: status, active dims, gamma, reconstruction error, where the files are."""
+    lines = [f"vaelab: {result.get('status')} in {result.get('wall_time_s', 0):.1f} s"]
+    if result.get("status") == "completed":
+        truth = f" (manifold_dim = {result['true_manifold_dim']})" if "true_manifold_dim" in result else ""
+        enc_var = sorted(result.get("per_dim_encoder_var", []))
+        lines += [f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
+                  f"  gamma = {result['gamma']:.3g}   recon_mse = {result['recon_mse']:.3g}   "
+                  f"elbo = {result['elbo']:.4g} nats   kl = {result['kl']:.4g} nats",
+                  "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in enc_var)]
+        if result.get("gamma_at_floor"):
+            lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
+    elif result.get("error"):
+        lines.append(f"  error: {result['error']}")
+    lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, tensorboard/)")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://vaelab.conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        result = train(cfg)
+    except (ConfigError, DataError) as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"vaelab-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(format_summary(result))
+    return float(result["elbo"])
+
+
+if __name__ == "__main__":
+    main()
