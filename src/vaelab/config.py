@@ -15,8 +15,9 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | os.PathLike 
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="vaelab.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    if output_dir is not None:
-        with open_dict(cfg):
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} and the run's overrides, as in a real run
+    with open_dict(cfg):
+        del cfg["hydra"]  # a task never sees this node in a real run either
+        if output_dir is not None:
             cfg.paths.output_dir = str(output_dir)
     return cfg

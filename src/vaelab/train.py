@@ -82,12 +82,24 @@ class Run:
     trainer: Any
 
 
+def _instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, re-raising vaelab's own errors unwrapped (their message is the whole story)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ConfigError, DataError)):
+            raise err.__cause__ from None
+        raise
+
+
 def build(cfg: DictConfig) -> Run:
     """Instantiates data, model, training module, callbacks, loggers and trainer; raises ConfigError/DataError
     before any training when the config is invalid."""
     import lightning as L  # imported here: `--help` and `--cfg` stay fast
     import torch
-    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
 
     from vaelab.training_module import VAETrainingModule
@@ -99,17 +111,17 @@ def build(cfg: DictConfig) -> Run:
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    datamodule = _instantiate(cfg.data)
+    model = _instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
+    scheduler = _instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
     clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
-    module = VAETrainingModule(model, instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
+    module = VAETrainingModule(model, _instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
                                gradient_clip_val=clip["gradient_clip_val"],
                                gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm")
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
                           gradient_clip_val=None, gradient_clip_algorithm=None)
     return Run(datamodule, model, module, callbacks, trainer)

@@ -1,0 +1,174 @@
+"""End-to-end runs through the real config: training, the run contract, reproducibility, resume, bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from hydra.utils import instantiate
+
+from conftest import EASY, SHORT, read_metrics
+from vaelab.errors import ConfigError
+from vaelab.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# numbers that must match between two runs with the same seed (everything but timing and paths)
+VOLATILE = {"wall_time_s", "run_dir", "overrides"}
+
+
+def _config_options():
+    """Every YAML under conf/ as the override that selects it (config.yaml itself: no override)."""
+    for path in sorted(CONF.rglob("*.yaml")):
+        rel = path.relative_to(CONF)
+        if rel.parts[0] in ("hydra", "paths") or rel == Path("config.yaml"):
+            yield pytest.param([], id=str(rel))  # part of every composition
+        else:
+            yield pytest.param([f"{rel.parent.as_posix()}={rel.stem}"], id=str(rel))
+
+
+@pytest.mark.parametrize("overrides", _config_options())
+def test_every_config_composes_and_instantiates(make_cfg, overrides):
+    cfg = make_cfg(*overrides)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
+    assert model.latent_dim == cfg.model.latent_dim
+
+
+@pytest.fixture(scope="module")
+def easy_run(tmp_path_factory):
+    from vaelab.config import compose_config
+    run_dir = tmp_path_factory.mktemp("easy") / "run"
+    result = train(compose_config(EASY, output_dir=run_dir))
+    return run_dir, result
+
+
+def test_training_recovers_manifold_dimension(easy_run):
+    run_dir, result = easy_run
+    metrics = read_metrics(run_dir)
+    assert metrics == {k: v for k, v in result.items()} | {}  # what train returns is what it wrote
+    assert metrics["status"] == "completed"
+    assert metrics["active_dims"] == 2 == metrics["true_manifold_dim"]
+    enc_var = sorted(metrics["per_dim_encoder_var"])
+    assert len(enc_var) == 20 and enc_var[1] < 0.05 and enc_var[2] > 0.5  # two active dims, clearly apart
+    assert metrics["gamma"] < 0.01 and metrics["recon_mse"] < 1e-3
+    for key in ("active_units", "kl", "elbo", "recon_nll", "per_dim_kl", "seed", "wall_time_s", "epochs"):
+        assert key in metrics
+    assert metrics["seed"] == 0 and "data.manifold_dim=2" in metrics["overrides"]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best-epoch*.ckpt"))
+
+
+def test_tensorboard_has_terms_dims_and_hparams(easy_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run_dir, _ = easy_run
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/recon_nll", "train/kl", "model/gamma", "val/loss", "val/active_dims",
+                "encoder_var/dim_000", "encoder_var/dim_019", "final/active_dims", "final/gamma"):
+        assert tag in scalars, tag
+    assert "val/encoder_var" in acc.Tags()["histograms"]
+    active = [e.value for e in acc.Scalars("val/active_dims")]
+    assert len(active) >= 5 and active[0] == 0 and active[-1] == 2  # active dims over training
+    gamma = [e.value for e in acc.Scalars("model/gamma")]
+    assert gamma[-1] < gamma[0] / 10
+    # the HPARAMS tab: an experiment summary carrying the config and the final metrics
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    plugin = acc.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
+    assert session.session_start_info.hparams["data/manifold_dim"].number_value == 2
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"])
+    assert "final/active_dims" in {m.name.tag for m in experiment.experiment.metric_infos}
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(make_cfg):
+    first = train(make_cfg(*SHORT, name="a"))
+    again = train(make_cfg(*SHORT, name="b"))
+    other = train(make_cfg(*SHORT, "seed=1", name="c"))
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
+    assert strip(first) == strip(again)
+    assert first["elbo"] != other["elbo"]
+    assert first["per_dim_encoder_var"] != other["per_dim_encoder_var"]
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):
+    uninterrupted = train(make_cfg(*SHORT, name="full"))
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(make_cfg(*SHORT, "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
+                       "+callbacks.interrupt.epoch=9", name="stopped"))
+    stopped = read_metrics(tmp_path / "stopped")
+    assert stopped["status"] == "interrupted"
+    ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    resumed = train(make_cfg(*SHORT, f"ckpt_path={ckpt}", name="resumed"))
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
+    assert strip(resumed) == strip(uninterrupted)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
+    (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
+    (["callbacks.diagnostics.active_threshold=0"], "callbacks.diagnostics.active_threshold=0"),
+    (["callbacks.diagnostics.au_threshold=-0.01"], "callbacks.diagnostics.au_threshold=-0.01"),
+    (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
+    (["data.split=[0.5,0.1,0.1]"], "data.split"),
+])
+def test_bad_config_fails_before_training_and_is_recorded(make_cfg, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        train(make_cfg(*SHORT, *overrides))
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "failed" and message in metrics["error"]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_unknown_config_option_names_the_choices(make_cfg):
+    with pytest.raises(HydraException, match="synthetic_manifold"):
+        make_cfg("data=no_such_dataset")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VAELAB_LOG_DIR": str(cwd / "outputs")}
+    return subprocess.run([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
+    proc = _cli("model.latent_dim=1", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("vaelab-train: error: model.latent_dim=1")
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_help_and_cfg(tmp_path):
+    help_text = _cli("--help", cwd=tmp_path).stdout
+    for group in ("data:", "model:", "trainer:", "logger:", "callbacks:", "experiment:"):
+        assert group in help_text
+    job = _cli("--cfg", "job", "data.manifold_dim=3", cwd=tmp_path)
+    assert job.returncode == 0 and "manifold_dim: 3" in job.stdout
+
+
+def test_default_quick_start_run_finds_two_active_dims(tmp_path):
+    """The README's main job, exactly: `vaelab-train` with no arguments."""
+    proc = _cli(cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "active_dims = 2" in proc.stdout and "gamma = " in proc.stdout and "recon_mse = " in proc.stdout
+    run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*_vae_manifold"))
+    assert len(run_dirs) == 1 and str(run_dirs[0].name) in proc.stdout
+    assert read_metrics(run_dirs[0])["active_dims"] == 2
+
+
+def test_cli_multirun_gives_each_job_its_own_dir(tmp_path):
+    proc = _cli("-m", "data.manifold_dim=1,2", "seed=0,1", "debug=fast", "torch_threads=1",
+                "callbacks.progress_bar=null", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted((tmp_path / "outputs" / "multiruns").glob("*/*/[0-9]*"))
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    metrics = [read_metrics(j) for j in jobs]
+    assert all(m["status"] == "completed" for m in metrics)
+    assert sorted((m["true_manifold_dim"], m["seed"]) for m in metrics) == [(1, 0), (1, 1), (2, 0), (2, 1)]
