@@ -395,8 +395,10 @@ def test_diagnose_independent_of_batch_size_and_leaves_global_rng_and_mode_alone
     large = diagnose(model, {"x": x}, batch_size=500)
     for key in ("active_dims", "active_units", "kl", "recon_mse"):
         assert small[key] == pytest.approx(large[key], rel=1e-5, abs=1e-12), key
-    # the one-sample ELBO is reproducible for a fixed seed
+    # the one-sample ELBO depends on `seed` only, not on the global RNG state
+    torch.manual_seed(456)
     assert diagnose(model, {"x": x}, batch_size=7)["elbo"] == small["elbo"]
+    assert diagnose(model, {"x": x}, batch_size=7, seed=1)["elbo"] != small["elbo"]
 
 
 def test_diagnose_ignores_ground_truth_keys_in_the_split():
@@ -443,7 +445,8 @@ def test_reconstruction_nll_multidim_x_shape_and_loss_terms():
 def test_gamma_floor_binds_for_very_negative_log_gamma():
     torch.manual_seed(0)
     model = GaussianVAE(spec(6), latent_dim=4, log_gamma_init=-40.0, learn_gamma=True, gamma_floor=1e-8)
-    assert float(model.gamma) >= 1e-8
+    floor32 = torch.tensor(1e-8)  # gamma is float32: compare with the float32 floor
+    assert model.gamma.detach() >= floor32
     assert model.scalars()["gamma_at_floor"] == 1.0
     assert model.scalars()["gamma"] == pytest.approx(1e-8, rel=1e-6)
     x = torch.rand(4, 6)
@@ -457,8 +460,8 @@ def test_gamma_not_at_floor_for_log_gamma_zero():
     model = GaussianVAE(spec(6), latent_dim=4, log_gamma_init=0.0)
     s = model.scalars()
     assert s["gamma_at_floor"] == 0.0
-    assert s["gamma"] == pytest.approx(1.0 + 1e-8)
-    assert s["log_gamma"] == pytest.approx(math.log(1.0 + 1e-8))
+    assert s["gamma"] == pytest.approx(1.0, abs=1e-6)
+    assert s["log_gamma"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_gamma_at_floor_follows_a_custom_floor():
@@ -471,7 +474,7 @@ def test_learn_gamma_false_registers_a_buffer():
     assert "log_gamma" in dict(fixed.named_buffers())
     assert "log_gamma" not in dict(fixed.named_parameters())
     assert all(p is not fixed.log_gamma for p in fixed.parameters())
-    assert float(fixed.gamma) == pytest.approx(math.exp(-2.0) + 1e-8)
+    assert float(fixed.gamma.detach()) == pytest.approx(math.exp(-2.0) + 1e-8)
     assert "log_gamma" in fixed.state_dict()
     learned = GaussianVAE(spec(6), latent_dim=4, learn_gamma=True)
     assert "log_gamma" in dict(learned.named_parameters())

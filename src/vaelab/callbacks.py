@@ -37,15 +37,16 @@ class Diagnostics(L.Callback):
         results = diagnose(module.model, trainer.datamodule.split(split), self.eval_batch_size,
                            self.active_threshold, self.au_threshold, seed=getattr(module, "eval_seed", 0))
         self.results[split] = results
+        if not trainer.is_global_zero:
+            return results
         stage = "val" if split == "val" else split
-        scalars = {f"{stage}/{k}": float(results[k]) for k in SCALARS}
-        module.log_dict(scalars, on_step=False, on_epoch=True, batch_size=1)
+        values = {f"{stage}/{k}": float(results[k]) for k in SCALARS}
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
-            module.log_dict({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)},
-                            on_step=False, on_epoch=True, batch_size=1)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+            values.update({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)})
+        for logger in trainer.loggers:  # straight to the loggers: LightningModule.log costs ~0.5 ms per key
+            logger.log_metrics(values, step=trainer.global_step)
+            if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_histogram(f"{stage}/encoder_var", enc_var, trainer.global_step)
         return results
 

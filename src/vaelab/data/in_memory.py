@@ -139,12 +139,10 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.drop_last and n_per_rank < self.batch_size:
             raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {n_per_rank} training samples "
                               "per process; lower data.batch_size or raise data.n_samples")
-        if world > 1 and self.batches_per_fetch > 1:
-            raise ConfigError(f"data.batches_per_fetch={self.batches_per_fetch} must be 1 with {world} "
-                              "processes (DDP synchronises gradients once per forward); set data.batches_per_fetch=1")
         return TensorBatchLoader(train, self.batch_size, shuffle=True, seed=self.shuffle_seed,
                                  drop_last=self.drop_last, rank=rank, world_size=world,
-                                 batches_per_fetch=self.batches_per_fetch)
+                                 # DDP synchronises gradients once per forward through its wrapper
+                                 batches_per_fetch=self.batches_per_fetch if world == 1 else 1)
 
     def val_dataloader(self) -> TensorBatchLoader:
         return TensorBatchLoader(self.split("val"), self.eval_batch_size, shuffle=False)

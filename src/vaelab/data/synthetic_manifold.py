@@ -37,11 +37,16 @@ def random_linear(in_dim: int, out_dim: int, generator: torch.Generator) -> tupl
 
 def make_manifold_data(n: int, manifold_dim: int, ambient_dim: int, seed: int,
                        latent_noise_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns x (n, ambient_dim) in (0, 1) and the true latents u (n, manifold_dim); float32, deterministic."""
+    """Returns x (n, ambient_dim) in (0, 1) and the true latents u (n, manifold_dim); float32, deterministic.
+
+    The map is evaluated in float64; float32 rounds sigmoid(a) to exactly 1 for a > ~17 (the GMM reaches
+    |u| ~ 36), so x is clamped to the largest float32 below 1 (an error under 6e-8) to stay in the open interval.
+    """
     g = torch.Generator().manual_seed(seed)
     u = sample_gmm_latents(n, manifold_dim, g, latent_noise_std)
     w, b = random_linear(manifold_dim, ambient_dim, g)
-    return torch.sigmoid(u @ w.T + b), u
+    x = torch.sigmoid(u.double() @ w.double().T + b.double()).float()
+    return x.clamp_(max=1 - 2 ** -24), u
 
 
 class SyntheticManifoldData(InMemoryDataModule):
