@@ -28,11 +28,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def is_rank_zero() -> bool:
+    """False in the extra processes of a multi-process (DDP) run, which share the run directory."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+
+
 class RunRecord:
-    """metrics.json of one run; ``update`` merges fields, ``finish`` sets the final status and wall time."""
+    """metrics.json of one run; ``update`` merges fields, ``finish`` sets the final status and wall time.
+    Only the rank-zero process writes."""
 
     def __init__(self, directory: str | os.PathLike, **fields: Any):
         self.path = Path(directory) / "metrics.json"
+        self.writes = is_rank_zero()
         self.start = time.perf_counter()
         self.data: dict[str, Any] = {"status": "running", **fields}
         self._write()
@@ -49,6 +56,8 @@ class RunRecord:
         return self.data
 
     def _write(self) -> None:
+        if not self.writes:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_jsonable(self.data), indent=2, allow_nan=False) + "\n")

@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError, DataError, DivergenceError
-from vaelab.run_record import RunRecord
+from vaelab.run_record import RunRecord, is_rank_zero
 
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
 # has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
@@ -181,7 +181,8 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"vaelab-train: error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(format_summary(result))
+    if is_rank_zero():
+        print(format_summary(result))
     return float(result["elbo"])
 
 

@@ -69,8 +69,10 @@ class VAETrainingModule(L.LightningModule):
 
     def _eval_step(self, stage: str, batch: Batch) -> None:
         terms = self.model.loss(batch)
+        # every process evaluates the whole split; sync_dist only averages identical values (and is
+        # a no-op on one process)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=len(batch["x"]))
+                      batch_size=len(batch["x"]), sync_dist=True)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
