@@ -30,7 +30,8 @@ def hand_loop(run, steps: int) -> float:
     x = dm.split("train")["x"]
     bs = dm.batch_size
     opt = torch.optim.Adam(model.parameters(), lr=run.module.optimizer_factory.keywords["lr"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=steps,
+                                                cycle_momentum=False)
     start, done = time.perf_counter(), 0
     while done < steps:
         perm = torch.randperm(len(x))

@@ -73,11 +73,11 @@ def test_make_manifold_data_lies_on_an_r_dim_manifold(r, d, seed):
 
 @pytest.mark.parametrize("noise", [0.0, 1.0])
 def test_make_manifold_data_replays_the_documented_process(noise):
-    # u ~ GMM, then W, b like nn.Linear(r, d), all from one generator seeded with `seed`; x = sigmoid(W u + b)
+    # W, b like nn.Linear(r, d), then u ~ GMM, all from one generator seeded with `seed`; x = sigmoid(W u + b)
     x, u = make_manifold_data(700, 3, 9, seed=21, latent_noise_std=noise)
     g = torch.Generator().manual_seed(21)
-    u_ref = sample_gmm_latents(700, 3, g, noise)
     w, b = random_linear(3, 9, g)
+    u_ref = sample_gmm_latents(700, 3, g, noise)
     assert w.shape == (9, 3) and b.shape == (9,)
     assert torch.equal(u, u_ref)
     torch.testing.assert_close(x, torch.sigmoid(u_ref @ w.T + b))
@@ -90,15 +90,24 @@ def test_random_linear_follows_nn_linear_bounds():
     assert abs(float(w.mean())) < 0.01
 
 
-def test_make_manifold_data_latent_noise_changes_u_not_the_map():
+def _fitted_map(x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Least-squares affine map u -> logit(x): coefficients (r + 1, d) and the relative residual."""
+    lx = logit64(x)
+    design = torch.cat([u.double(), torch.ones(len(u), 1, dtype=torch.float64)], 1)
+    coef = torch.linalg.lstsq(design, lx).solution
+    return coef, float((design @ coef - lx).norm() / (lx - lx.mean(0)).norm())
+
+
+@pytest.mark.parametrize("other", [dict(latent_noise_std=1.0), dict(n=3000)])
+def test_the_map_depends_on_the_seed_only_not_on_noise_or_size(other):
     x0, u0 = make_manifold_data(1000, 2, 6, seed=5)
-    x1, u1 = make_manifold_data(1000, 2, 6, seed=5, latent_noise_std=1.0)
-    assert not torch.equal(u0, u1)
-    # still exactly on the manifold of the returned (noisy) u
-    lx = logit64(x1)
-    design = torch.cat([u1.double(), torch.ones(1000, 1, dtype=torch.float64)], 1)
-    residual = (design @ torch.linalg.lstsq(design, lx).solution - lx).norm() / (lx - lx.mean(0)).norm()
-    assert residual < 1e-4
+    x1, u1 = make_manifold_data(other.get("n", 1000), 2, 6, seed=5,
+                                latent_noise_std=other.get("latent_noise_std", 0.0))
+    map0, res0 = _fitted_map(x0, u0)
+    map1, res1 = _fitted_map(x1, u1)
+    assert res0 < 1e-4 and res1 < 1e-4  # exactly on the manifold of the returned u
+    torch.testing.assert_close(map0, map1, atol=1e-4, rtol=1e-4)  # and it is the same manifold
+    assert not torch.equal(u0, u1[:1000])
 
 
 # --------------------------------------------------------------------------------------------------------------

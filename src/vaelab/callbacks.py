@@ -19,8 +19,8 @@ POSTFIX = ("train/loss", "model/gamma")
 
 class Diagnostics(L.Callback):
     """Every ``every_n_epochs`` epochs: active dims/units, KL, reconstruction error and per-dim encoder
-    variances on the whole validation split (scalars, one scalar per dim, a histogram over dims); after
-    ``trainer.test``: the same on the test split, kept in ``results["test"]`` for metrics.json."""
+    variances on the whole validation split (scalars, one scalar per dim, a histogram over dims).
+    ``run(trainer, module, "test")`` does the same on the test split at the end (for metrics.json)."""
 
     def __init__(self, every_n_epochs: int = 10, active_threshold: float = 0.1, au_threshold: float = 0.01,
                  eval_batch_size: int = 4096, per_dim_scalars: bool = True):
@@ -33,30 +33,27 @@ class Diagnostics(L.Callback):
         self.per_dim_scalars = per_dim_scalars
         self.results: dict[str, dict] = {}
 
-    def _run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
+    def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
+        """Diagnoses `split` of the trainer's datamodule, logs the scalars and returns all results."""
         results = diagnose(module.model, trainer.datamodule.split(split), self.eval_batch_size,
                            self.active_threshold, self.au_threshold, seed=getattr(module, "eval_seed", 0))
         self.results[split] = results
         if not trainer.is_global_zero:
             return results
-        stage = "val" if split == "val" else split
-        values = {f"{stage}/{k}": float(results[k]) for k in SCALARS}
+        values = {f"{split}/{k}": float(results[k]) for k in SCALARS}
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
             values.update({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)})
         for logger in trainer.loggers:  # straight to the loggers: LightningModule.log costs ~0.5 ms per key
             logger.log_metrics(values, step=trainer.global_step)
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_histogram(f"{stage}/encoder_var", enc_var, trainer.global_step)
+                logger.experiment.add_histogram(f"{split}/encoder_var", enc_var, trainer.global_step)
         return results
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
-            self._run(trainer, module, "val")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._run(trainer, module, "test")
+            self.run(trainer, module, "val")
 
 
 class StepProgressBar(ProgressBar):

@@ -18,7 +18,9 @@ STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 
 
 def _jsonable(value: Any) -> Any:
-    """Non-finite floats become null (strict JSON); tuples become lists."""
+    """Non-finite floats become null (strict JSON); tuples become lists; tensors and numpy values plain."""
+    if hasattr(value, "tolist"):  # torch / numpy scalars and arrays
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (list, tuple)):

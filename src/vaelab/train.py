@@ -6,6 +6,7 @@ Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m ke
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -55,20 +56,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     record = RunRecord(run_dir, name=cfg.name, seed=cfg.seed, overrides=_overrides(), run_dir=str(run_dir))
     try:
-        metrics = _fit_and_test(cfg, record)
-    except (ConfigError, DataError) as err:
-        record.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
+        return record.finish("completed", **_fit_and_test(cfg, record))
     except DivergenceError as err:
         record.finish("diverged", error=str(err))
         raise
-    except (KeyboardInterrupt, SystemExit) as err:
-        record.finish("interrupted", error=f"{type(err).__name__}")
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C reaches here as Lightning's SystemExit
+        record.finish("interrupted", error=type(err).__name__)
         raise
     except Exception as err:
         record.finish("failed", error=f"{type(err).__name__}: {err}")
         raise
-    return record.finish("completed", **metrics)
 
 
 @dataclass
@@ -87,11 +84,16 @@ def _instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     try:
         return instantiate(node, *args, **kwargs)
     except InstantiationException as err:
         if isinstance(err.__cause__, (ConfigError, DataError)):
             raise err.__cause__ from None
+        if isinstance(err.__cause__, MisconfigurationException):  # e.g. trainer=gpu without a GPU
+            raise ConfigError(f"{err.__cause__} (from the config node {getattr(node, '_key', lambda: '?')()}; "
+                              "pick another option, e.g. trainer=cpu)") from None
         raise
 
 
@@ -128,6 +130,8 @@ def build(cfg: DictConfig) -> Run:
 
 
 def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     from vaelab.callbacks import Diagnostics
 
     run = build(cfg)
@@ -139,35 +143,35 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
         f"true_{k}": v for k, v in datamodule.spec.ground_truth.items()})
 
     trainer.fit(run.module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
-    test_terms = trainer.test(run.module, datamodule=datamodule, verbose=False)[0]
-    metrics = {"elbo": -test_terms["test/loss"],
-               **{k.removeprefix("test/"): v for k, v in test_terms.items() if k != "test/loss"},
-               **diagnostics.results["test"],
+    metrics = {**diagnostics.run(trainer, run.module, "test"),  # on the final weights
                "epochs": trainer.current_epoch, "steps": trainer.global_step}
+    final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    bad = [k for k, v in final.items() if not math.isfinite(v)]
+    if bad:
+        raise DivergenceError(f"non-finite final metrics {bad} after {trainer.global_step} steps")
     if trainer.is_global_zero:
-        final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         for logger in trainer.loggers:
-            logger.log_hyperparams(_flat_hparams(cfg), metrics=final)
+            if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab pairs the config with these metrics
+                logger.log_hyperparams(_flat_hparams(cfg), metrics=final)
+            else:
+                logger.log_hyperparams(_flat_hparams(cfg))
+                logger.log_metrics(final, step=trainer.global_step)
             logger.finalize("success")
     return metrics
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """A few lines for the terminal: status, active dims, gamma, reconstruction error, where the files are."""
-    lines = [f"vaelab: {result.get('status')} in {result.get('wall_time_s', 0):.1f} s"]
-    if result.get("status") == "completed":
-        truth = f" (manifold_dim = {result['true_manifold_dim']})" if "true_manifold_dim" in result else ""
-        enc_var = sorted(result.get("per_dim_encoder_var", []))
-        lines += [f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
-                  f"  gamma = {result['gamma']:.3g}   recon_mse = {result['recon_mse']:.3g}   "
-                  f"elbo = {result['elbo']:.4g} nats   kl = {result['kl']:.4g} nats",
-                  "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in enc_var)]
-        if result.get("gamma_at_floor"):
-            lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
-    elif result.get("error"):
-        lines.append(f"  error: {result['error']}")
+    """A few lines for the terminal after a completed run: active dims, gamma, reconstruction error, where the
+    files are."""
+    truth = f" (manifold_dim = {result['true_manifold_dim']})" if "true_manifold_dim" in result else ""
+    numbers = "   ".join(f"{k} = {result[k]:.4g}{unit}" for k, unit in
+                           (("gamma", ""), ("recon_mse", ""), ("elbo", " nats"), ("kl", " nats")) if k in result)
+    lines = [f"vaelab: {result['status']} in {result['wall_time_s']:.1f} s",
+             f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
+             f"  {numbers}",
+             "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"]))]
+    if result.get("gamma_at_floor"):
+        lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
     lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, tensorboard/)")
     return "\n".join(lines)
 
@@ -179,7 +183,7 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, DataError) as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
-        print(f"vaelab-train: error: {err}", file=sys.stderr)
+        print(f"vaelab-train: error: {err} [recorded in {cfg.paths.output_dir}/metrics.json]", file=sys.stderr)
         sys.exit(2)
     if is_rank_zero():
         print(format_summary(result))

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
-from vaelab.errors import DivergenceError
+from vaelab.errors import ConfigError, DivergenceError
 from vaelab.models.base import Batch, LatentVariableModel
 
 
@@ -21,7 +21,7 @@ class VAETrainingModule(L.LightningModule):
 
     Training batches come stacked, (k, batch_size, ...): one optimizer step per minibatch (see
     TensorBatchLoader), so optimisation is manual. Training terms go straight to the loggers every
-    ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise); evaluation runs with the
+    ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise); validation runs with the
     global RNG forked and seeded by ``eval_seed`` so it never shifts the training random stream, and
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
@@ -44,7 +44,11 @@ class VAETrainingModule(L.LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         log_every = self.trainer.log_every_n_steps
+        max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         for i in range(len(batch["x"])):
+            if max_steps is not None and self.global_step >= max_steps:
+                self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
+                return
             terms = self.model.loss({k: v[i] for k, v in batch.items()})
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(terms["loss"])
@@ -67,18 +71,12 @@ class VAETrainingModule(L.LightningModule):
             for logger in self.loggers:
                 logger.log_metrics(values, step=self.global_step)
 
-    def _eval_step(self, stage: str, batch: Batch) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         terms = self.model.loss(batch)
         # every process evaluates the whole split; sync_dist only averages identical values (and is
         # a no-op on one process)
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
                       batch_size=len(batch["x"]), sync_dist=True)
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("test", batch)
 
     def _rng_states(self) -> dict[str, Any]:
         states = {"torch": torch.get_rng_state()}
@@ -100,16 +98,18 @@ class VAETrainingModule(L.LightningModule):
             self._set_rng_states(self._train_rng_states)
             self._train_rng_states = None
 
-    on_validation_epoch_start = on_test_epoch_start = _fork_rng
-    on_validation_epoch_end = on_test_epoch_end = _join_rng
+    on_validation_epoch_start = _fork_rng
+    on_validation_epoch_end = _join_rng
 
     def total_steps(self) -> int:
-        """Optimizer steps the run will take: max_steps, or max_epochs x minibatches per epoch."""
+        """Optimizer steps the run will take: the smaller of max_steps and max_epochs x minibatches per epoch."""
         trainer = self.trainer
-        if trainer.max_steps and trainer.max_steps > 0:
-            return trainer.max_steps
-        loader = trainer.datamodule.train_dataloader()
-        return trainer.max_epochs * loader.num_batches()
+        limits = [trainer.max_steps] if trainer.max_steps > 0 else []
+        if trainer.max_epochs is not None and trainer.max_epochs > 0:
+            limits.append(trainer.max_epochs * trainer.datamodule.train_dataloader().num_batches())
+        if not limits:
+            raise ConfigError("trainer.max_epochs and trainer.max_steps are both unlimited; set one of them")
+        return min(limits)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.model.parameters())

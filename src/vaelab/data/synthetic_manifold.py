@@ -43,8 +43,8 @@ def make_manifold_data(n: int, manifold_dim: int, ambient_dim: int, seed: int,
     |u| ~ 36), so x is clamped to the largest float32 below 1 (an error under 6e-8) to stay in the open interval.
     """
     g = torch.Generator().manual_seed(seed)
-    u = sample_gmm_latents(n, manifold_dim, g, latent_noise_std)
-    w, b = random_linear(manifold_dim, ambient_dim, g)
+    w, b = random_linear(manifold_dim, ambient_dim, g)  # first: the map (and the GMM) depend on `seed` only,
+    u = sample_gmm_latents(n, manifold_dim, g, latent_noise_std)  # not on n or the noise drawn after them
     x = torch.sigmoid(u.double() @ w.double().T + b.double()).float()
     return x.clamp_(max=1 - 2 ** -24), u
 

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from vaelab.errors import ConfigError
+
 ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
                "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
 
@@ -12,7 +14,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU, "
 def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
     """Linear layers in_dim -> *hidden_dims -> out_dim with `activation` between them (none after the last)."""
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        raise ConfigError(f"model.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
     dims = [in_dim, *hidden_dims]
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:]):
