@@ -192,8 +192,10 @@ def test_cli_multirun_gives_each_job_its_own_dir(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("manifold_dim", [1, 2, 3, 4, 5, 8])
-def test_default_vae_learns_the_manifold_dimension(make_cfg, manifold_dim):
-    """Zheng et al.'s claim at the default (CPU) size: AD = r for r-dim manifolds in R^20, kappa = 20."""
-    result = train(make_cfg(f"data.manifold_dim={manifold_dim}", "callbacks.progress_bar=null"))
-    assert result["active_dims"] == manifold_dim
+@pytest.mark.parametrize(("manifold_dim", "epochs"), [(1, 300), (2, 300), (3, 300), (4, 300), (5, 300), (8, 600)])
+def test_default_vae_learns_the_manifold_dimension(make_cfg, manifold_dim, epochs):
+    """Zheng et al.'s claim at the default (CPU) size: AD = r for r-dim manifolds in R^20, kappa = 20.
+    r = 8 needs twice the default steps (at 300 epochs gamma is still falling and AD reads 7)."""
+    result = train(make_cfg(f"data.manifold_dim={manifold_dim}", f"trainer.max_epochs={epochs}",
+                            "callbacks.progress_bar=null"))
+    assert result["active_dims"] == manifold_dim == result["active_units"]

@@ -1,8 +1,8 @@
 """The kappa-simple VAE of Zheng et al. (2022): MLP encoder, Gaussian decoder N(f(z), gamma I), prior N(0, I).
 
 gamma is one learnable scalar, gamma = exp(log_gamma) + gamma_floor: the floor keeps log gamma finite as
-gamma -> 0 (the objective contains (d - r) log gamma) while leaving gradients intact; ``gamma_at_floor`` in
-``scalars()`` reports when it binds.
+gamma -> 0 (the objective contains (d - r) log gamma) without clamping (the gradient on log_gamma fades
+smoothly once exp(log_gamma) is below the floor); ``gamma_at_floor`` in ``scalars()`` reports when it binds.
 """
 from __future__ import annotations
 
