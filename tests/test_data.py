@@ -123,10 +123,6 @@ def gmm_parameters(seed: int, dim: int):
     return means, stds, g
 
 
-def test_gmm_weights_are_the_reference_ones():
-    assert GMM_WEIGHTS == (0.2, 0.3, 0.5, 0.3, 0.2)
-
-
 def test_sample_gmm_latents_shape_and_determinism():
     u1 = sample_gmm_latents(400, 3, torch.Generator().manual_seed(1))
     u2 = sample_gmm_latents(400, 3, torch.Generator().manual_seed(1))

@@ -31,13 +31,11 @@ class Diagnostics(L.Callback):
         self.au_threshold = check_threshold("callbacks.diagnostics.au_threshold", au_threshold)
         self.eval_batch_size = eval_batch_size
         self.per_dim_scalars = per_dim_scalars
-        self.results: dict[str, dict] = {}
 
     def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
         """Diagnoses `split` of the trainer's datamodule, logs the scalars and returns all results."""
         results = diagnose(module.model, trainer.datamodule.split(split), self.eval_batch_size,
                            self.active_threshold, self.au_threshold, seed=getattr(module, "eval_seed", 0))
-        self.results[split] = results
         if not trainer.is_global_zero:
             return results
         values = {f"{split}/{k}": float(results[k]) for k in SCALARS}

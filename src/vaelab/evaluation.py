@@ -48,7 +48,7 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
     q, p = c["posterior"], c["prior"]
     enc_var = metrics.mean_encoder_variance(q.var, None if p is None else p.var)
     kl_dims = metrics.kl_per_dim(q, p)
-    out = {
+    return {
         "active_dims": metrics.active_dims(enc_var, active_threshold),
         "active_units": metrics.active_units(q.mean, au_threshold),
         "kl": float(kl_dims.sum()),
@@ -60,4 +60,3 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
         "per_dim_kl": kl_dims.tolist(),
         "per_dim_posterior_mean_var": metrics.posterior_mean_variance(q.mean).tolist(),
     }
-    return out
