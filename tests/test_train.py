@@ -32,10 +32,15 @@ def _config_options():
 
 
 NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolved only, here
+NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
 
 
 @pytest.mark.parametrize("overrides", _config_options())
 def test_every_config_composes_and_builds(make_cfg, overrides):
+    group = overrides[0].split("=")[0] if overrides else None
+    if group in NEEDS_PLUGIN:
+        pytest.importorskip(NEEDS_PLUGIN[group], reason=f"{group} needs an optional plugin (pip install "
+                                                          "'vaelab[optuna]')")
     cfg = make_cfg(*overrides)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     if overrides and overrides[0].replace("=", "/") + ".yaml" in NEEDS_HARDWARE:
@@ -178,17 +183,6 @@ def test_default_quick_start_run_finds_two_active_dims(tmp_path):
     run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*_vae_manifold"))
     assert len(run_dirs) == 1 and str(run_dirs[0].name) in proc.stdout
     assert read_metrics(run_dirs[0])["active_dims"] == 2
-
-
-def test_cli_multirun_gives_each_job_its_own_dir(tmp_path):
-    proc = _cli("-m", "data.manifold_dim=1,2", "seed=0,1", "debug=fast", "torch_threads=1",
-                "callbacks.progress_bar=null", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = sorted((tmp_path / "outputs" / "multiruns").glob("*/*/[0-9]*"))
-    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
-    metrics = [read_metrics(j) for j in jobs]
-    assert all(m["status"] == "completed" for m in metrics)
-    assert sorted((m["true_manifold_dim"], m["seed"]) for m in metrics) == [(1, 0), (1, 1), (2, 0), (2, 1)]
 
 
 @pytest.mark.slow

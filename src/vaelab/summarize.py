@@ -204,13 +204,16 @@ def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group
     for run in runs:
         groups.setdefault(tuple(run.overrides.get(k, "") for k in group_keys), []).append(run)
     rows = [_group_row(dict(zip(group_keys, key)), members, metrics) for key, members in groups.items()]
-    order = list(sort or group_keys)
-    for key in reversed(order):
+    for spec in reversed(list(sort or group_keys)):  # stable sorts, last key first; "-key" sorts descending
+        key = spec.lstrip("-")
         column = key if key in group_keys else f"{key}_mean"
-        if column not in (rows[0] if rows else {}):
+        if rows and column not in rows[0]:
             raise ValueError(f"--sort {key!r} is neither a group key {group_keys} nor a metric {list(metrics)}")
-        rows.sort(key=lambda row: _sort_key(str(row[column])) if key in group_keys else
-                  (math.isnan(row[column]), row[column]))
+        sign = -1.0 if spec.startswith("-") else 1.0
+        if key in group_keys:
+            rows.sort(key=lambda row: _sort_key(row[column]), reverse=sign < 0)
+        else:  # groups without a value (NaN) last either way
+            rows.sort(key=lambda row: (math.isnan(row[column]), sign * row[column]))
     return Summary(group_keys, list(metrics), rows, runs, common)
 
 
@@ -324,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--group-by", help="comma-separated override keys (default: every varying one but seed)")
     parser.add_argument("--ignore", default=",".join(DEFAULT_IGNORE),
                         help="override keys averaged over instead of grouped by (default: seed)")
-    parser.add_argument("--sort", help="comma-separated group keys or metrics to sort by (default: group keys)")
+    parser.add_argument("--sort", help="comma-separated group keys or metrics to sort by, '-name' for "
+                                       "descending (default: the group keys)")
     parser.add_argument("--out", help="where to write summary.csv/md, runs.csv and plots (default: DIR)")
     parser.add_argument("--plot", action="store_true", help="also write a PNG per metric against --x")
     parser.add_argument("--x", help="the swept key on the x axis of the plots (default: the first group key)")

@@ -24,6 +24,7 @@ from vaelab.run_record import RunRecord, is_rank_zero
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
 # has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
 KNOWN_NOISE = (r".*LeafSpec.*", r"The number of training batches .* is smaller than the logging interval")
+log = logging.getLogger("vaelab")
 
 
 def _overrides() -> list[str]:
@@ -129,11 +130,30 @@ def build(cfg: DictConfig) -> Run:
     return Run(datamodule, model, module, callbacks, trainer)
 
 
+def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
+    """DDP re-launches the command line in new processes: inside ``-m`` that would re-run the whole sweep."""
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return
+    t = cfg.trainer
+    devices = t.get("devices", 1)
+    if isinstance(devices, str):
+        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else (
+            int(devices) if devices.strip().lstrip("-").isdigit() else devices)
+    many = devices == -1 or (isinstance(devices, int) and devices > 1) or (
+        not isinstance(devices, (int, str)) and len(devices) > 1)
+    if many or "ddp" in str(t.get("strategy", "")) or int(t.get("num_nodes") or 1) > 1:
+        raise ConfigError(f"trainer={HydraConfig.get().runtime.choices.get('trainer')} (devices={devices}, "
+                          f"strategy={t.get('strategy', 'auto')}) starts several processes, which is not supported "
+                          "inside a -m multirun; run DDP jobs one at a time (without -m), or sweep with "
+                          "trainer=cpu / trainer=gpu (one device per job)")
+
+
 def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from vaelab.callbacks import Diagnostics
 
+    _check_not_ddp_in_multirun(cfg)
     run = build(cfg)
     trainer, datamodule = run.trainer, run.datamodule
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
@@ -176,19 +196,49 @@ def format_summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _job_label() -> str:
+    job = HydraConfig.get().job
+    return f"job {job.num} ({' '.join(_overrides()) or 'no overrides'})"
+
+
 @hydra.main(version_base="1.3", config_path="pkg://vaelab.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float:
+    """One job. Single runs: a config/data error is one line and exit code 2. In a multirun every error is
+    recorded in the job's metrics.json, reported in one line, and the job returns NaN, so the other jobs run
+    (and an Optuna sweeper marks the trial failed); the sweep's end report lists the failures."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = train(cfg)
     except (ConfigError, DataError) as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
+        if multirun:
+            log.error("vaelab-train: %s failed: %s", _job_label(), err)
+            return math.nan
         print(f"vaelab-train: error: {err} [recorded in {cfg.paths.output_dir}/metrics.json]", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        if not multirun:
+            raise
+        log.error("vaelab-train: %s %s: %s: %s [%s]", _job_label(),
+                  "diverged" if isinstance(err, DivergenceError) else "failed", type(err).__name__, err,
+                  cfg.paths.output_dir)
+        return math.nan
     if is_rank_zero():
         print(format_summary(result))
-    return float(result["elbo"])
+    value = result.get(cfg.optimized_metric)
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def cli() -> None:
+    """The ``vaelab-train`` console script: checks that a requested launcher/sweeper plugin is installed,
+    then hands over to Hydra."""
+    from vaelab.sweep import missing_plugin
+
+    problem = missing_plugin(sys.argv[1:])
+    if problem:
+        print(f"vaelab-train: error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()
