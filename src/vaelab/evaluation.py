@@ -42,9 +42,10 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
 
 
 def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_threshold: float = 0.1,
-             au_threshold: float = 0.01, seed: int = 0) -> dict:
-    """All diagnostics of one split as a flat dict of numbers and per-dim lists (JSON-ready)."""
-    c = collect_posterior(model, split, batch_size, seed)
+             au_threshold: float = 0.01, seed: int = 0, collected: dict | None = None) -> dict:
+    """All diagnostics of one split as a flat dict of numbers and per-dim lists (JSON-ready); `collected` is
+    collect_posterior's result when the caller already has it."""
+    c = collected or collect_posterior(model, split, batch_size, seed)
     q, p = c["posterior"], c["prior"]
     enc_var = metrics.mean_encoder_variance(q.var, None if p is None else p.var)
     kl_dims = metrics.kl_per_dim(q, p)

@@ -1,0 +1,58 @@
+"""Image panels for TensorBoard when samples are images, x of shape (C, H, W) with values in [0, 1]:
+reconstructions, samples from the prior and latent traversals (no torchvision: grids are made here)."""
+from __future__ import annotations
+
+import torch
+
+from vaelab.data.in_memory import GROUND_TRUTH_KEYS, Split
+from vaelab.models.base import LatentVariableModel
+
+
+def image_grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
+    """(N, C, H, W) -> one (C, H', W') image with `nrow` images per row, `pad` white pixels between them,
+    values clamped to [0, 1]."""
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    grid = images.new_ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i, image in enumerate(images.clamp(0, 1)):
+        top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
+        grid[:, top:top + h, left:left + w] = image
+    return grid
+
+
+@torch.no_grad()
+def image_panels(model: LatentVariableModel, split: Split, dims: list[int], n: int = 16, steps: int = 9,
+                 span: float = 3.0, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Panels (each (C, H', W')) from the first `n` samples of `split`:
+
+    - ``reconstructions``: originals (odd rows) above their reconstructions at the posterior mean;
+    - ``samples``: decodings of z ~ p(z | batch);
+    - ``traversals``: for each latent dim in `dims` (a row), the first sample's posterior mean with that dim
+      set to `steps` values from -`span` to `span` prior standard deviations around the prior mean.
+    The global random state is forked, so training's random stream is untouched."""
+    device = next(model.parameters()).device
+    batch = {k: v[:n].to(device) for k, v in split.items() if k not in GROUND_TRUTH_KEYS}
+    x = batch["x"]
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        q, p = model.encode(batch), model.prior(batch)
+        x_hat = model.reconstruction(model.decode(q.mean, batch))
+        z = p.rsample() if p is not None else torch.randn_like(q.mean)
+        samples = model.reconstruction(model.decode(z, batch))
+        center = p.mean.expand_as(q.mean)[0] if p is not None else torch.zeros_like(q.mean[0])
+        scale = (0.5 * p.logvar).exp().expand_as(q.mean)[0] if p is not None else torch.ones_like(q.mean[0])
+        offsets = torch.linspace(-span, span, steps, device=device)
+        traversal = q.mean[:1].repeat(len(dims) * steps, 1)
+        for row, j in enumerate(dims):
+            traversal[row * steps:(row + 1) * steps, j] = center[j] + offsets * scale[j]
+        first = {k: v[:1].expand(len(traversal), *v.shape[1:]) for k, v in batch.items()}
+        traversals = model.reconstruction(model.decode(traversal, first))
+    model.train(was_training)
+    nrow = min(8, len(x))
+    pairs = torch.cat([torch.stack([x[i:i + nrow], x_hat[i:i + nrow]])
+                       for i in range(0, len(x) - nrow + 1, nrow)])  # (2 * rows, nrow, C, H, W)
+    return {"reconstructions": image_grid(pairs.flatten(0, 1).cpu(), nrow),
+            "samples": image_grid(samples.cpu(), nrow),
+            "traversals": image_grid(traversals.cpu(), steps)}
