@@ -149,7 +149,7 @@ def test_absurd_learning_rate_diverges_at_once_and_keeps_a_loadable_checkpoint(m
     step = metrics["diverged_at_step"]
     assert metrics["diverged_on"] == "loss" and 0 < step < 12  # within the first epoch, not at a log step
     assert metrics["last_finite_step"] == step - 1 and math.isfinite(metrics["last_finite_loss"])
-    assert math.isfinite(metrics["last_finite/train/loss"]) and math.isfinite(metrics["last_finite/model/gamma"])
+    assert math.isfinite(metrics["last_finite/model/gamma"])  # the model as the last finite step left it
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 0  # saved when training started, never overwritten by diverged weights
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())

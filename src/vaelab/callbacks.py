@@ -3,7 +3,6 @@ resumable ``last.ckpt`` (periodic, and on SIGINT/SIGTERM), the progress bar."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sys

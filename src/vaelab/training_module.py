@@ -46,7 +46,6 @@ class VAETrainingModule(L.LightningModule):
         self._last_logged_step: int | None = None
         self.last_finite_loss: float | None = None
         self.gamma_floor_step: int | None = None  # first logged step with gamma at model.gamma_floor
-        self._last_finite_terms: dict[str, torch.Tensor] = {}
         self._train_rng_states: dict | None = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
@@ -71,7 +70,7 @@ class VAETrainingModule(L.LightningModule):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            self.last_finite_loss, self._last_finite_terms = loss, terms  # the step was taken on finite values
+            self.last_finite_loss = loss  # the step was taken on finite values
             if self.global_step % log_every == 0:
                 self._log_train(terms, optimizer)
 
@@ -90,7 +89,6 @@ class VAETrainingModule(L.LightningModule):
         details: dict[str, Any] = {"diverged_at_step": step, "diverged_on": what, "diverged_value": str(value),
                                    "last_finite_step": step - 1 if step > 0 else None,
                                    "last_finite_loss": self.last_finite_loss}
-        details.update({f"last_finite/train/{k}": float(v.detach()) for k, v in self._last_finite_terms.items()})
         # the weights are still those after the last finite step
         details.update({f"last_finite/model/{k}": v for k, v in self.model.scalars().items()})
         if self.last_train_terms:
