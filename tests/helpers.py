@@ -7,14 +7,16 @@ from vaelab.data.spec import DataSpec
 
 
 class InterruptAfterEpoch(L.Callback):
-    """Raises KeyboardInterrupt (as Ctrl-C would) at the end of epoch index `epoch`."""
+    """Sends this process SIGINT (as Ctrl-C would) at the end of epoch index `epoch`."""
 
     def __init__(self, epoch: int):
         self.epoch = epoch
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 
@@ -37,3 +39,29 @@ class TinyImageData(InMemoryDataModule):
             x[i, 0, 4 * (q // 2):4 * (q // 2) + 4, 4 * (q % 2):4 * (q % 2) + 4] = 0.9
         cut = [int(0.8 * self.n_samples), int(0.9 * self.n_samples)]
         return {name: {"x": part} for name, part in zip(("train", "val", "test"), x.tensor_split(cut))}
+
+
+class EnvProbe(L.Callback):
+    """A callback that does nothing unless the environment asks it to (so a run and its resumed or reference
+    twin have the same config): at the end of epoch VAELAB_TEST_EPOCH (for every seed, or only for data seed
+    VAELAB_TEST_SEED) it touches the file VAELAB_TEST_MARKER, then VAELAB_TEST_ACTION: ``sleep`` (0.5 s per
+    epoch from then on, time to kill it), ``sigint`` (sends itself SIGINT, as Ctrl-C would)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        import os
+        import pathlib
+        import signal
+        import time
+
+        epoch, action = os.environ.get("VAELAB_TEST_EPOCH"), os.environ.get("VAELAB_TEST_ACTION")
+        seed = os.environ.get("VAELAB_TEST_SEED")
+        if epoch is None or trainer.current_epoch < int(epoch):
+            return
+        if seed is not None and int(seed) != trainer.datamodule.shuffle_seed:
+            return
+        if trainer.current_epoch == int(epoch) and os.environ.get("VAELAB_TEST_MARKER"):
+            pathlib.Path(os.environ["VAELAB_TEST_MARKER"]).touch()
+        if action == "sleep":
+            time.sleep(0.5)
+        elif action == "sigint" and trainer.current_epoch == int(epoch):
+            os.kill(os.getpid(), signal.SIGINT)

@@ -1,21 +1,29 @@
-"""Callbacks: diagnostics on the validation split during training and on the test split at the end."""
+"""Callbacks: diagnostics on the validation split during training and on the test split at the end, the
+resumable ``last.ckpt`` (periodic, and on SIGINT/SIGTERM), the progress bar."""
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from tqdm.auto import tqdm
 
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, DivergenceError, RunInterrupted
 from vaelab.evaluation import collect_posterior, diagnose
 from vaelab.images import image_panels
 from vaelab.metrics import check_threshold
 
 SCALARS = ("active_dims", "active_units", "kl", "recon_mse")
 POSTFIX = ("train/loss", "model/gamma")
+log = logging.getLogger("vaelab")
 
 
 class Diagnostics(L.Callback):
@@ -73,6 +81,104 @@ class Diagnostics(L.Callback):
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
             self.run(trainer, module, "val")
+
+
+class LastCheckpoint(Checkpoint):
+    """Owns ``<dirpath>/last.ckpt``, the state a run resumes from (``ckpt_path=`` or ``resume=<run dir>``).
+
+    Saved only at epoch boundaries, where a resumed run continues bit-identically (the batch order of an epoch
+    is drawn from (seed, epoch); checkpoints carry the RNG state): when training starts (so even a run that
+    diverges in its first steps leaves a loadable checkpoint), at the end of every ``every_n_epochs``-th
+    epoch, at the end of the first epoch ``every_n_seconds`` after the previous save (so ``kill -9`` loses at
+    most that much work), and at the end of training. Writes are atomic (a temporary file, then a rename), so
+    a kill during a save leaves the previous checkpoint intact, and weights that are not finite are never
+    saved (the run is stopped as diverged instead).
+
+    ``on_signal``: SIGINT (Ctrl-C) and SIGTERM (what SLURM and ``kill`` send) are caught while training: the
+    current epoch finishes, the checkpoint is saved, and the run ends with RunInterrupted (status
+    ``interrupted``). A second signal stops at once, without a new checkpoint. Not with several processes
+    (DDP), where Lightning's own SIGTERM handling stays in place.
+    """
+
+    FILENAME = "last.ckpt"
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 25, every_n_seconds: float | None = 60.0,
+                 on_signal: bool = True):
+        if every_n_epochs < 1:
+            raise ConfigError(f"callbacks.last_checkpoint.every_n_epochs={every_n_epochs} must be >= 1")
+        if every_n_seconds is not None and not every_n_seconds > 0:
+            raise ConfigError(f"callbacks.last_checkpoint.every_n_seconds={every_n_seconds} must be > 0 "
+                              "(or null for epoch-based saves only)")
+        self.path = Path(dirpath) / self.FILENAME
+        self.every_n_epochs, self.every_n_seconds, self.on_signal = every_n_epochs, every_n_seconds, on_signal
+        self.signal_received: tuple[str, int] | None = None
+        self._saved_at: float = 0.0
+        self._saved_step: int | None = None
+        self._previous_handlers: dict[int, object] = {}
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def save(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise DivergenceError(f"non-finite weights {bad[:3]} at step {trainer.global_step}; the last good "
+                                  f"checkpoint {self.path} is kept", {"diverged_at_step": trainer.global_step,
+                                                                      "diverged_on": "weights"})
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self._saved_at, self._saved_step = time.monotonic(), trainer.global_step
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._saved_at = time.monotonic()
+        if self.on_signal and trainer.world_size == 1:
+            self._install_handlers()
+        if trainer.global_step == 0:
+            self.save(trainer, module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        due = ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or self.signal_received is not None or (
+            self.every_n_seconds is not None and time.monotonic() - self._saved_at >= self.every_n_seconds))
+        if due or trainer.should_stop:
+            self.save(trainer, module)
+        if self.signal_received is not None:
+            name, signum = self.signal_received
+            raise RunInterrupted(name, signum, str(self.path), trainer.current_epoch, trainer.global_step)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._restore_handlers()
+        if trainer.global_step != self._saved_step:
+            self.save(trainer, module)
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()  # nothing is saved here: the state may be mid-step (or diverged)
+
+    def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self._restore_handlers()
+
+    def _install_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self.signal_received = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._handle)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal_received is not None:  # the second signal: stop now
+            self._restore_handlers()
+            raise KeyboardInterrupt
+        self.signal_received = (signal.Signals(signum).name, signum)
+        print(f"vaelab: {self.signal_received[0]} received: finishing this epoch and saving {self.path} "
+              "(send it again to stop at once, without saving)", file=sys.stderr, flush=True)
 
 
 class StepProgressBar(ProgressBar):

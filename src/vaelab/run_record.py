@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+# overrides that say how to run a job, not what it computes: not recorded, not in job directory names, not
+# compared by vaelab-summarize
+RUN_CONTROL_KEYS = ("ckpt_path", "resume", "skip_completed")
 
 
 def _jsonable(value: Any) -> Any:
@@ -39,11 +42,16 @@ class RunRecord:
     """metrics.json of one run; ``update`` merges fields, ``finish`` sets the final status and wall time.
     Only the rank-zero process writes."""
 
-    def __init__(self, directory: str | os.PathLike, **fields: Any):
+    def __init__(self, directory: str | os.PathLike, exclusive: bool = False, **fields: Any):
+        """exclusive: claim the directory atomically (FileExistsError when metrics.json already exists, e.g.
+        written by another run that started at the same moment)."""
         self.path = Path(directory) / "metrics.json"
         self.writes = is_rank_zero()
         self.start = time.perf_counter()
         self.data: dict[str, Any] = {"status": "running", **fields}
+        if exclusive and self.writes:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         self._write()
 
     def update(self, **fields: Any) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vaelab.run_record import RUN_CONTROL_KEYS
+
 DEFAULT_METRICS = ("active_dims", "active_units", "mcc", "elbo", "recon_mse", "kl", "gamma", "wall_time_s")
 DEFAULT_IGNORE = ("seed",)
 PROBLEM_STATUSES = ("failed", "diverged", "interrupted", "running", "missing", "unreadable")
@@ -43,7 +45,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
             parsed[key[1:]] = "~"
         else:
             parsed[key.lstrip("+")] = value if sep else ""
-    return parsed
+    return {k: v for k, v in parsed.items() if k not in RUN_CONTROL_KEYS}  # how a job was run, not what
 
 
 def _numeric(data: dict) -> dict[str, float]:

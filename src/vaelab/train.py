@@ -5,8 +5,11 @@ Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m ke
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
@@ -18,17 +21,36 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vaelab.errors import ConfigError, DataError, DivergenceError
-from vaelab.run_record import RunRecord, is_rank_zero
+from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
+from vaelab.run_record import RUN_CONTROL_KEYS, RunRecord, is_rank_zero
 
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
 # has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
-KNOWN_NOISE = (r".*LeafSpec.*", r"The number of training batches .* is smaller than the logging interval")
+KNOWN_NOISE = (r".*LeafSpec.*", r"The number of training batches .* is smaller than the logging interval",
+               r"Checkpoint directory .* exists and is not empty")  # a resumed run's own checkpoints
 log = logging.getLogger("vaelab")
+LAST_CKPT = Path("checkpoints") / "last.ckpt"
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    task = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return [o for o in task if _override_key(o) not in RUN_CONTROL_KEYS]
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run directory's metrics.json, None when there is none, {"status": "unreadable"} when it is corrupt."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"status": "unreadable"}
+    return data if isinstance(data, dict) else {"status": "unreadable"}
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -52,14 +74,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Runs one training job described by `cfg`; returns the final metrics.json content.
 
     Everything is instantiated (and so validated) before training starts; metrics.json records the outcome
-    whatever it is. Exceptions propagate after being recorded.
+    whatever it is. Exceptions propagate after being recorded. A run directory that already holds a
+    metrics.json is never overwritten (RunExistsError, nothing written) unless the job resumes it
+    (``ckpt_path``) or ``skip_completed`` is set: then a completed run is returned as it is, and a run that was
+    interrupted or killed continues from its ``checkpoints/last.ckpt`` (a failed or diverged one starts over).
     """
     run_dir = Path(cfg.paths.output_dir)
-    record = RunRecord(run_dir, name=cfg.name, seed=cfg.seed, overrides=_overrides(), run_dir=str(run_dir))
+    ckpt_path = cfg.get("ckpt_path")
+    previous = read_metrics(run_dir)
+    if previous is not None:
+        status = previous.get("status")
+        if cfg.get("skip_completed") and status == "completed":
+            log.info("vaelab: skipping %s: it already completed (skip_completed=true)", run_dir)
+            return {**previous, "skipped": True}
+        if ckpt_path is None and not cfg.get("skip_completed"):
+            raise RunExistsError(
+                f"{run_dir} already holds a run (status {status}); vaelab never overwrites a run: choose a new "
+                f"hydra.run.dir, continue it with resume={run_dir}, or re-run a sweep's unfinished jobs with "
+                "skip_completed=true")
+        if ckpt_path is None and status in ("interrupted", "running") and (run_dir / LAST_CKPT).is_file():
+            ckpt_path = str(run_dir / LAST_CKPT)  # skip_completed: the job continues where it stopped
+    fields = {"resumed_from": str(ckpt_path)} if ckpt_path else {}
     try:
-        return record.finish("completed", **_fit_and_test(cfg, record))
+        record = RunRecord(run_dir, exclusive=previous is None, name=cfg.name, seed=cfg.seed,
+                           overrides=_overrides(), run_dir=str(run_dir), **fields)
+    except FileExistsError:  # another process claimed this directory in the meantime
+        raise RunExistsError(f"{run_dir} was claimed by another run that started at the same time; vaelab never "
+                             "shares a run directory: start again (or choose another hydra.run.dir)") from None
+    try:
+        return record.finish("completed", **_fit_and_test(cfg, record, ckpt_path))
     except DivergenceError as err:
-        record.finish("diverged", error=str(err))
+        record.finish("diverged", error=str(err), **err.details)
+        raise
+    except RunInterrupted as err:
+        record.finish("interrupted", error=str(err), checkpoint=err.checkpoint, interrupted_at_epoch=err.epoch,
+                      interrupted_at_step=err.step)
         raise
     except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C reaches here as Lightning's SystemExit
         record.finish("interrupted", error=type(err).__name__)
@@ -93,8 +142,8 @@ def _instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(err.__cause__, (ConfigError, DataError)):
             raise err.__cause__ from None
         if isinstance(err.__cause__, MisconfigurationException):  # e.g. trainer=gpu without a GPU
-            raise ConfigError(f"{err.__cause__} (from the config node {getattr(node, '_key', lambda: '?')()}; "
-                              "pick another option, e.g. trainer=cpu)") from None
+            group = getattr(node, "_key", lambda: "?")()
+            raise ConfigError(f"{_choice(group)}: {err.__cause__}; pick another option, e.g. trainer=cpu") from None
         raise
 
 
@@ -114,9 +163,12 @@ def build(cfg: DictConfig) -> Run:
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
+    check_config(cfg)
     datamodule = _instantiate(cfg.data)
+    datamodule.train_dataloader()  # checks batch size against the data (the data is built once, and kept)
     model = _instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
     scheduler = _instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    _probe_optimizer(_instantiate(cfg.optimizer), scheduler, model)
     # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
     clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
     module = VAETrainingModule(model, _instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
@@ -128,6 +180,66 @@ def build(cfg: DictConfig) -> Run:
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
                           gradient_clip_val=None, gradient_clip_algorithm=None)
     return Run(datamodule, model, module, callbacks, trainer)
+
+
+def _choice(group: str) -> str:
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return f"{group}={choices.get(group, '?')}"
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} must be a number") from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Checks of keys that no constructor sees before training starts (the optimizer is built inside
+    ``trainer.fit``, the training length is Lightning's); each message names the key and the fix. Models and
+    datasets check their own arguments (and their compatibility, through the DataSpec) in their constructors."""
+    trainer = cfg.trainer
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if (max_epochs is None or max_epochs < 0) and (max_steps is None or max_steps < 0):
+        raise ConfigError(f"trainer.max_epochs={max_epochs} and trainer.max_steps={max_steps} are both unlimited; "
+                          "set one of them (e.g. trainer.max_epochs=300)")
+    for key in ("log_every_n_steps", "check_val_every_n_epoch"):
+        if trainer.get(key) is not None and trainer[key] < 1:
+            raise ConfigError(f"trainer.{key}={trainer[key]} must be >= 1")
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and not (math.isfinite(_number("trainer.gradient_clip_val", clip)) and clip > 0):
+        raise ConfigError(f"trainer.gradient_clip_val={clip} must be > 0 (or null for no clipping)")
+    optimizer = cfg.optimizer
+    if "lr" in optimizer:
+        lr = _number("optimizer.lr", optimizer.lr)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"optimizer.lr={optimizer.lr} must be a finite number > 0 (e.g. optimizer.lr=5e-3)")
+    for key in ("weight_decay", "eps", "momentum"):
+        if key in optimizer and optimizer[key] is not None:
+            value = _number(f"optimizer.{key}", optimizer[key])
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"optimizer.{key}={optimizer[key]} must be a finite number >= 0")
+
+
+def _probe_optimizer(optimizer: Any, scheduler: Any, model: Any) -> None:
+    """Builds a throwaway optimizer and scheduler on the model's parameters, so that the values torch rejects
+    (betas, a OneCycle pct_start ...) fail now, naming the config group, rather than inside trainer.fit."""
+    import inspect
+
+    try:
+        probe = optimizer(model.parameters())
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{_choice('optimizer')}: {err}; fix the optimizer.* values") from None
+    if scheduler is None:
+        return
+    kwargs = {}
+    if "total_steps" in inspect.signature(scheduler).parameters and \
+            "total_steps" not in getattr(scheduler, "keywords", {}):
+        kwargs["total_steps"] = 1000
+    try:
+        scheduler(probe, **kwargs)
+    except (ValueError, TypeError, ZeroDivisionError) as err:
+        raise ConfigError(f"{_choice('scheduler')}: {err}; fix the scheduler.* values") from None
 
 
 def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
@@ -148,7 +260,7 @@ def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
                           "trainer=cpu / trainer=gpu (one device per job)")
 
 
-def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
+def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from vaelab.callbacks import Diagnostics
@@ -162,9 +274,13 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord) -> dict[str, Any]:
     record.update(data=datamodule.spec.name, model=type(run.model).__name__, **{
         f"true_{k}": v for k, v in datamodule.spec.ground_truth.items()})
 
-    trainer.fit(run.module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give a checkpoint file (e.g. "
+                          "<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
+    trainer.fit(run.module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {**diagnostics.run(trainer, run.module, "test"),  # on the final weights
-               "epochs": trainer.current_epoch, "steps": trainer.global_step}
+               "epochs": trainer.current_epoch, "steps": trainer.global_step,
+               "gamma_floor_reached_at_step": run.module.gamma_floor_step}
     final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
@@ -205,15 +321,22 @@ def _job_label() -> str:
 def main(cfg: DictConfig) -> float:
     """One job. Single runs: a config/data error is one line and exit code 2. In a multirun every error is
     recorded in the job's metrics.json, reported in one line, and the job returns NaN, so the other jobs run
-    (and an Optuna sweeper marks the trial failed); the sweep's end report lists the failures."""
+    (and an Optuna sweeper marks the trial failed); the sweep's end report lists the failures. An interrupted
+    job (SIGINT/SIGTERM) stops the whole process, after saving its checkpoint, with exit code 128 + signal."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         result = train(cfg)
+    except RunInterrupted as err:
+        print(f"vaelab-train: interrupted: {err}; continue with: vaelab-train resume={cfg.paths.output_dir}"
+              + (" (or re-run the sweep with skip_completed=true hydra.sweep.dir=...)" if multirun else ""),
+              file=sys.stderr)
+        sys.exit(128 + err.signum)
     except (ConfigError, DataError) as err:
+        where = "" if isinstance(err, RunExistsError) else f" [recorded in {cfg.paths.output_dir}/metrics.json]"
         if multirun:
-            log.error("vaelab-train: %s failed: %s", _job_label(), err)
+            log.error("vaelab-train: %s failed: %s%s", _job_label(), err, where)
             return math.nan
-        print(f"vaelab-train: error: {err} [recorded in {cfg.paths.output_dir}/metrics.json]", file=sys.stderr)
+        print(f"vaelab-train: error: {err}{where}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
         if not multirun:
@@ -228,15 +351,72 @@ def main(cfg: DictConfig) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 
+def _option(argv: list[str], key: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
+    return values[-1].strip("'\"") if values else None
+
+
+def expand_resume(argv: list[str]) -> list[str]:
+    """``resume=<run dir>``: the run's own overrides (``.hydra/overrides.yaml``) plus those given now (which
+    replace saved ones with the same key), ``ckpt_path=<run dir>/checkpoints/last.ckpt`` and
+    ``hydra.run.dir=<run dir>``, so the run continues in its directory. Raises ConfigError when the directory
+    has no checkpoint or no saved config, or with -m."""
+    from omegaconf import OmegaConf
+
+    resume = _option(argv, "resume")
+    if resume is None:
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise ConfigError("resume= continues one run; to finish an interrupted sweep run it again with "
+                          "skip_completed=true hydra.sweep.dir=<sweep dir>")
+    run_dir = Path(resume).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not (run_dir / LAST_CKPT).is_file():
+        raise ConfigError(f"resume={resume}: no {LAST_CKPT} in that directory (a run saves it when training "
+                          "starts); start the run again instead")
+    if not saved.is_file():
+        raise ConfigError(f"resume={resume}: no .hydra/overrides.yaml in that directory, so its config is "
+                          "unknown; use ckpt_path=<checkpoint> with the run's overrides instead")
+    given = [a for a in argv if _override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir")]
+    keys = {_override_key(a) for a in given}
+    own = [str(o) for o in OmegaConf.load(saved) or []]
+    own = [o for o in own if _override_key(o) not in RUN_CONTROL_KEYS and _override_key(o) not in keys]
+    return [*own, *given, f"resume='{run_dir}'", f"ckpt_path='{run_dir / LAST_CKPT}'",
+            f"hydra.run.dir='{run_dir}'"]
+
+
+def check_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir`` that already holds a run is refused before Hydra writes its .hydra/ files there."""
+    run_dir = _option(argv, "hydra.run.dir")
+    if run_dir is None or "-m" in argv or "--multirun" in argv or any(
+            _option(argv, key) not in (None, "null", "false") for key in RUN_CONTROL_KEYS):
+        return
+    previous = read_metrics(run_dir)
+    if previous is not None:
+        raise RunExistsError(f"{run_dir} already holds a run (status {previous.get('status')}); vaelab never "
+                             f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}")
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # outside training (where LastCheckpoint handles it) SIGTERM acts like Ctrl-C
+
+
 def cli() -> None:
     """The ``vaelab-train`` console script: checks that a requested launcher/sweeper plugin is installed,
-    then hands over to Hydra."""
+    expands ``resume=``, refuses to overwrite a run, then hands over to Hydra."""
     from vaelab.sweep import missing_plugin
 
     problem = missing_plugin(sys.argv[1:])
+    try:
+        argv = expand_resume(sys.argv[1:])
+        check_run_dir(argv)
+    except ConfigError as err:
+        problem = problem or str(err)
     if problem:
         print(f"vaelab-train: error: {problem}", file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = argv
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     main()
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from typing import Any, Callable
 
@@ -10,6 +11,8 @@ import torch
 
 from vaelab.errors import ConfigError, DivergenceError
 from vaelab.models.base import Batch, LatentVariableModel
+
+log = logging.getLogger("vaelab")
 
 
 class VAETrainingModule(L.LightningModule):
@@ -21,7 +24,9 @@ class VAETrainingModule(L.LightningModule):
 
     Training batches come stacked, (k, batch_size, ...): one optimizer step per minibatch (see
     TensorBatchLoader), so optimisation is manual. Training terms go straight to the loggers every
-    ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise); validation runs with the
+    ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise). The loss is checked at
+    every step, and the gradient norm when clipping by norm: a NaN/Inf stops the run at once with a
+    DivergenceError before the step is taken. Validation runs with the
     global RNG forked and seeded by ``eval_seed`` so it never shifts the training random stream, and
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
@@ -38,6 +43,9 @@ class VAETrainingModule(L.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.last_train_terms: dict[str, float] = {}
+        self._last_logged_step: int | None = None
+        self.last_finite_loss: float | None = None
+        self.gamma_floor_step: int | None = None  # first logged step with gamma at model.gamma_floor
         self._train_rng_states: dict | None = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
@@ -50,23 +58,59 @@ class VAETrainingModule(L.LightningModule):
                 self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
                 return
             terms = self.model.loss({k: v[i] for k, v in batch.items()})
+            loss = terms["loss"].item()  # the divergence check, every step (a few microseconds on CPU)
+            if not math.isfinite(loss):
+                self._diverged("loss", loss, terms)
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(terms["loss"])
             if self.gradient_clip_val:
-                self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+                grad_norm = self._clip_gradients(optimizer)
+                if grad_norm is not None and not math.isfinite(grad_norm):
+                    self._diverged("gradient norm", grad_norm, terms)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            self.last_finite_loss = loss  # the step was taken on finite values
             if self.global_step % log_every == 0:
                 self._log_train(terms, optimizer)
+
+    def _clip_gradients(self, optimizer) -> float | None:
+        """Clips as Lightning would; returns the total gradient norm (before clipping) for "norm"."""
+        if self.gradient_clip_algorithm == "norm":
+            return float(torch.nn.utils.clip_grad_norm_(
+                [p for group in optimizer.param_groups for p in group["params"]], self.gradient_clip_val))
+        self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
+        return None
+
+    def _diverged(self, what: str, value: float, terms: dict[str, torch.Tensor]) -> None:
+        """Stops the run at once: no optimizer step is taken on non-finite values, so the weights stay those of
+        the last good step (and no checkpoint is written from here on, see LastCheckpoint)."""
+        step = self.global_step
+        details: dict[str, Any] = {"diverged_at_step": step, "diverged_on": what, "diverged_value": str(value),
+                                   "last_finite_step": step - 1 if step > 0 else None,
+                                   "last_finite_loss": self.last_finite_loss}
+        # the weights are still those after the last finite step
+        details.update({f"last_finite/model/{k}": v for k, v in self.model.scalars().items()})
+        if self.last_train_terms:
+            details["last_logged_step"] = self._last_logged_step
+            details.update({f"last_logged/{k}": v for k, v in self.last_train_terms.items()})
+        raise DivergenceError(f"the {what} became {value} at optimizer step {step} (epoch {self.current_epoch}); "
+                              f"the last finite loss was {self.last_finite_loss} at step {step - 1}; lower "
+                              "optimizer.lr or set trainer.gradient_clip_val", details)
 
     def _log_train(self, terms: dict[str, torch.Tensor], optimizer) -> None:
         values = {f"train/{k}": float(v.detach()) for k, v in terms.items()}
         if not all(map(math.isfinite, values.values())):
-            raise DivergenceError(f"training loss terms became non-finite at step {self.global_step}: {values}")
+            bad = next(k for k, v in values.items() if not math.isfinite(v))
+            self._diverged(bad, values[bad], terms)
         values.update({f"model/{k}": float(v) for k, v in self.model.scalars().items()})
         values["train/lr"] = optimizer.param_groups[0]["lr"]
-        self.last_train_terms = values
+        self.last_train_terms, self._last_logged_step = values, self.global_step
+        if values.get("model/gamma_at_floor") and self.gamma_floor_step is None:
+            self.gamma_floor_step = self.global_step
+            log.warning("vaelab: gamma reached model.gamma_floor at step %d (gamma = %.3g); it is reported as "
+                        "gamma_at_floor in metrics.json; lower the floor if it should go further",
+                        self.global_step, values.get("model/gamma", math.nan))
         if self.trainer.is_global_zero:
             for logger in self.loggers:
                 logger.log_metrics(values, step=self.global_step)
@@ -123,7 +167,11 @@ class VAETrainingModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = self._rng_states()
+        checkpoint["vaelab"] = {"gamma_floor_step": self.gamma_floor_step, "last_finite_loss": self.last_finite_loss}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "rng_states" in checkpoint:
             self._set_rng_states(checkpoint["rng_states"])
+        state = checkpoint.get("vaelab", {})
+        self.gamma_floor_step = state.get("gamma_floor_step")
+        self.last_finite_loss = state.get("last_finite_loss")

@@ -1,0 +1,290 @@
+"""Reliability (issue 8): bad input fails before training with one line and loses nothing; divergence stops at
+once and keeps a loadable checkpoint; SIGINT/SIGTERM save and resume bit-identically; kill -9 loses at most
+the work since the last periodic checkpoint; an interrupted sweep finishes with skip_completed; no run ever
+shares or overwrites a directory."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import HydraException
+
+from conftest import SHORT, read_metrics
+from vaelab import summarize
+from vaelab.errors import ConfigError, DivergenceError, RunExistsError, RunInterrupted
+from vaelab.run_record import RunRecord
+from vaelab.train import format_summary, train
+
+TESTS = Path(__file__).resolve().parent
+# everything but timing, paths and how the run was started must match between a resumed and a whole run
+VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
+# a run of 30 epochs of 12 steps, a probe callback driven by the environment, last.ckpt every 5 epochs
+RUN = [*SHORT, "trainer.max_epochs=30", "+callbacks.probe._target_=helpers.EnvProbe",
+       "callbacks.last_checkpoint.every_n_epochs=5"]
+
+
+def _strip(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in VOLATILE}
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAELAB_TEST_")}
+    return {**env, "VAELAB_LOG_DIR": str(tmp_path / "outputs"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]), **extra}
+
+
+def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=_env(cwd, **env),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _start(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=_env(cwd, **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before {path.name} appeared: {proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bad input: one table, each case checked for its message, the record, and that nothing else was touched
+
+HYDRA = "hydra"  # a composition error: Hydra's message names the key; no run directory is made
+BAD_INPUT = [
+    (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    (["model.latent_dim=-1"], "model.latent_dim=-1 must be >= 1"),
+    (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
+    (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
+    (["data.manifold_dim=0"], "data.manifold_dim=0 must be >= 1"),
+    (["callbacks.diagnostics.active_threshold=0"], "callbacks.diagnostics.active_threshold=0"),
+    (["callbacks.diagnostics.au_threshold=-0.01"], "callbacks.diagnostics.au_threshold=-0.01"),
+    (["callbacks.diagnostics.every_n_epochs=0"], "callbacks.diagnostics.every_n_epochs=0 must be >= 1"),
+    (["callbacks.last_checkpoint.every_n_epochs=0"], "callbacks.last_checkpoint.every_n_epochs=0 must be >= 1"),
+    (["optimizer.lr=0"], "optimizer.lr=0 must be a finite number > 0"),
+    (["optimizer.lr=-0.001"], "optimizer.lr=-0.001 must be a finite number > 0"),
+    (["optimizer.lr=nan"], "optimizer.lr=nan must be a finite number > 0"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1 must be a finite number >= 0"),
+    (["+optimizer.betas=[0.9,1.5]"], "optimizer=adam: Invalid beta parameter"),
+    (["scheduler.pct_start=1.5"], "scheduler=onecycle: Expected float between 0 and 1 pct_start"),
+    (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
+    (["data.batch_size=5000"], "data.batch_size=5000 exceeds the 3200 training samples"),
+    (["data.split=[0.5,0.1,0.1]"], "data.split=[0.5, 0.1, 0.1] must be three positive fractions summing to 1"),
+    (["model.gamma_floor=0"], "model.gamma_floor=0 must be > 0"),
+    (["model.activation=bogus"], "model.activation='bogus' is unknown"),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 and trainer.max_steps=-1 are both unlimited"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 must be > 0"),
+    (["trainer=gpu"], "trainer=gpu"),
+    (["data.no_such_key=1"], HYDRA + ":no_such_key"),
+    (["no_such_key=1"], HYDRA + ":no_such_key"),
+    (["model=no_such_model"], HYDRA + ":no_such_model"),
+]
+
+
+@pytest.fixture
+def neighbour(tmp_path):
+    """A finished run next to the failing one: it must come out untouched."""
+    run = tmp_path / "neighbour"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "elbo": 1.0}))
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    yield
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
+def test_bad_input_fails_before_training_with_one_line_naming_the_key(make_cfg, tmp_path, neighbour,
+                                                                      overrides, message):
+    if overrides == ["trainer=gpu"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run_dir = tmp_path / "run"
+    if message.startswith(HYDRA):
+        with pytest.raises(HydraException, match=message.split(":", 1)[1]):
+            make_cfg(*SHORT, *overrides)
+        assert not run_dir.exists()
+        return
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(*SHORT, *overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "failed" and message in metrics["error"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json"]  # no checkpoints, no tensorboard
+
+
+def test_enough_bad_input_cases():
+    assert len(BAD_INPUT) >= 12
+
+
+def test_resume_of_a_directory_without_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "empty_run").mkdir()
+    proc = _cli(f"resume={tmp_path / 'empty_run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("vaelab-train: error: resume=")
+    assert "no checkpoints/last.ckpt" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# divergence
+
+
+def test_absurd_learning_rate_diverges_at_once_and_keeps_a_loadable_checkpoint(make_cfg, tmp_path):
+    with pytest.raises(DivergenceError, match="optimizer step"):
+        train(make_cfg(*SHORT, "optimizer.lr=1e6"))
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "diverged" and "lower optimizer.lr" in metrics["error"]
+    step = metrics["diverged_at_step"]
+    assert metrics["diverged_on"] == "loss" and 0 < step < 12  # within the first epoch, not at a log step
+    assert metrics["last_finite_step"] == step - 1 and math.isfinite(metrics["last_finite_loss"])
+    assert math.isfinite(metrics["last_finite/model/gamma"])  # the model as the last finite step left it
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 0  # saved when training started, never overwritten by diverged weights
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+
+
+def test_gamma_at_its_floor_is_reported(make_cfg, caplog):
+    result = train(make_cfg(*SHORT, "trainer.max_epochs=5", "model.log_gamma_init=-12", "model.gamma_floor=1e-3"))
+    assert result["status"] == "completed" and result["gamma_at_floor"] == 1
+    assert result["gamma_floor_reached_at_step"] == 50  # the first log step (trainer.log_every_n_steps)
+    assert "gamma reached model.gamma_floor at step 50" in caplog.text
+    assert "warning: gamma reached model.gamma_floor" in format_summary(result)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# interruption and resume
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """The reference: RUN without interruption, through the CLI as the interrupted runs are."""
+    cwd = tmp_path_factory.mktemp("whole")
+    proc = _cli(*RUN, "hydra.run.dir=whole", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return read_metrics(cwd / "whole")
+
+
+def test_sigint_in_process_saves_at_the_epoch_end_and_resumes_exactly(make_cfg, tmp_path, whole_run,
+                                                                      monkeypatch):
+    monkeypatch.setenv("VAELAB_TEST_EPOCH", "7")
+    monkeypatch.setenv("VAELAB_TEST_ACTION", "sigint")
+    with pytest.raises(RunInterrupted, match="SIGINT received: stopped after epoch 7"):
+        train(make_cfg(*RUN, name="stopped"))
+    stopped = read_metrics(tmp_path / "stopped")
+    assert stopped["status"] == "interrupted" and stopped["interrupted_at_step"] == 8 * 12
+    ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 8 * 12
+    monkeypatch.delenv("VAELAB_TEST_EPOCH")
+    resumed = train(make_cfg(*RUN, f"ckpt_path={ckpt}", name="stopped"))  # continues in its own directory
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == str(ckpt)
+    assert _strip(resumed) == _strip(whole_run)
+
+
+def test_sigterm_saves_and_resume_shortcut_finishes_bit_identically(tmp_path, whole_run):
+    marker = tmp_path / "epoch7"
+    proc = _start(*RUN, "hydra.run.dir=job", cwd=tmp_path, VAELAB_TEST_EPOCH="7", VAELAB_TEST_ACTION="sleep",
+                  VAELAB_TEST_MARKER=str(marker))
+    _wait_for(marker, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "interrupted: SIGTERM received: stopped after epoch 7" in err and "resume=" in err
+    stopped = read_metrics(tmp_path / "job")
+    assert stopped["status"] == "interrupted" and stopped["interrupted_at_step"] == 8 * 12
+    resumed = _cli(f"resume={tmp_path / 'job'}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = read_metrics(tmp_path / "job")
+    assert final["status"] == "completed" and _strip(final) == _strip(whole_run)
+
+
+def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tmp_path, whole_run):
+    marker = tmp_path / "epoch7"
+    proc = _start(*RUN, "hydra.run.dir=job", cwd=tmp_path, VAELAB_TEST_EPOCH="7", VAELAB_TEST_ACTION="sleep",
+                  VAELAB_TEST_MARKER=str(marker))
+    _wait_for(marker, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert read_metrics(tmp_path / "job")["status"] == "running"  # nothing could be written
+    ckpt = torch.load(tmp_path / "job" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 5 * 12  # the periodic checkpoint after epoch 4: epochs 5-7 are lost
+    resumed = _cli(f"resume={tmp_path / 'job'}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = read_metrics(tmp_path / "job")
+    assert final["status"] == "completed" and _strip(final) == _strip(whole_run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sweeps
+
+TINY = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=3", "callbacks.progress_bar=null",
+        "logger=none", "+callbacks.probe._target_=helpers.EnvProbe"]
+
+
+def test_interrupted_sweep_finishes_with_skip_completed(tmp_path):
+    """Job 1 of 3 is interrupted (Ctrl-C): the sweep stops, job 0's result is kept and the summary lists
+    the interrupted and the never-started job; re-running with skip_completed leaves job 0 alone, continues
+    job 1 from its checkpoint and runs job 2."""
+    first = _cli("-m", "seed=0,1,2", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path,
+                 VAELAB_TEST_EPOCH="0", VAELAB_TEST_SEED="1", VAELAB_TEST_ACTION="sigint")
+    assert first.returncode == 128 + signal.SIGINT, first.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    jobs = {p.name.split("_")[0]: p for p in sweep.iterdir() if p.is_dir()}
+    assert sorted(jobs) == ["0", "1"]
+    done = read_metrics(jobs["0"])
+    assert done["status"] == "completed" and read_metrics(jobs["1"])["status"] == "interrupted"
+    problems = {p.status for p in summarize.summarize_dir(sweep).problems()}
+    assert problems == {"interrupted", "missing"}
+
+    again = _cli("-m", "seed=0,1,2", *TINY, "hydra.sweep.dir=sweep", "skip_completed=true", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(names) == 3 and names[:2] == [jobs["0"].name, jobs["1"].name]  # the same job directories
+    assert read_metrics(jobs["0"]) == done  # skipped: not even rewritten
+    resumed = read_metrics(jobs["1"])
+    assert resumed["status"] == "completed" and resumed["resumed_from"].endswith("last.ckpt")
+    summary = summarize.summarize_dir(sweep)
+    assert not summary.problems() and summary.rows[0]["completed"] == 3
+    assert "skip_completed" not in (sweep / "summary.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# outputs
+
+
+def test_a_run_directory_is_never_shared_or_overwritten(make_cfg, tmp_path):
+    first = train(make_cfg(*SHORT, "trainer.max_epochs=1", "logger=none"))
+    before = (tmp_path / "run" / "metrics.json").read_bytes()
+    with pytest.raises(RunExistsError, match="already holds a run .status completed.; vaelab never overwrites"):
+        train(make_cfg(*SHORT, "trainer.max_epochs=1", "logger=none"))
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == before and first["status"] == "completed"
+    RunRecord(tmp_path / "claimed", exclusive=True)
+    with pytest.raises(FileExistsError):  # two processes claiming one directory: only one wins
+        RunRecord(tmp_path / "claimed", exclusive=True)
+    # the CLI refuses before Hydra rewrites the run's .hydra/ files
+    proc = _cli("hydra.run.dir=" + str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / ".hydra").exists()
+
+
+def test_two_runs_started_in_the_same_second_get_two_directories(tmp_path):
+    args = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=1", "logger=none",
+            "callbacks.progress_bar=null"]
+    procs = [_start(*args, cwd=tmp_path) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+    runs = sorted((tmp_path / "outputs" / "runs").glob("*/*"))
+    assert len(runs) == 2 and all(read_metrics(r)["status"] == "completed" for r in runs)
