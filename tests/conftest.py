@@ -10,6 +10,8 @@ import torch
 
 from vaelab.config import compose_config
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+
 # An easy case that recovers AD = 2 in a few seconds on one CPU thread.
 EASY = ["data.manifold_dim=2", "data.ambient_dim=10", "data.n_samples=4000", "data.batch_size=256",
         "optimizer.lr=0.01", "trainer.max_epochs=150", "torch_threads=1", "callbacks.progress_bar=null"]

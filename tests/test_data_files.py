@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_metrics
+from conftest import SHARED_DATA, read_metrics
 from vaelab.data.files import DataFile, download_file, ensure_files, md5sum, read_idx, read_text_lines
 from vaelab.data.mnist import DATASETS, FILE_NAMES, ImageDataset, MNISTData
 from vaelab.errors import ConfigError, DataError
 from vaelab.train import train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+SHARED = SHARED_DATA
 needs_shared = pytest.mark.skipif(not (SHARED / "SOURCES.md").is_file(),
                                   reason=f"the shared data folder ({SHARED}) with SOURCES.md is not present")
 
