@@ -82,12 +82,13 @@ def bernoulli_static(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 class MNISTData(InMemoryDataModule):
     """MNIST or Fashion-MNIST (``dataset``), read from ``<data_dir>/mnist/`` or ``<data_dir>/fashion-mnist/``;
-    batches carry ``x`` (B, 1, 28, 28) and ``y`` (B,)."""
+    batches carry ``x`` (B, 1, 28, 28) and ``y`` (B,), and with ``condition`` ``c`` (B, 10), the one-hot label."""
 
     def __init__(self, dataset: str = "mnist", data_dir: str | None = "data", download: bool = False,
                  n_val: int = 10_000, n_train: int | None = None, binarize: str = "none", binarize_seed: int = 0,
-                 n_samples: int | None = None, batch_size: int = 128, eval_batch_size: int = 4096,
-                 shuffle_seed: int = 0, drop_last: bool = True, batches_per_fetch: int = 16):
+                 n_samples: int | None = None, condition: bool = False, batch_size: int = 128,
+                 eval_batch_size: int = 4096, shuffle_seed: int = 0, drop_last: bool = True,
+                 batches_per_fetch: int = 16):
         super().__init__(batch_size, eval_batch_size, shuffle_seed, drop_last, batches_per_fetch)
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r} is not one of {sorted(DATASETS)}")
@@ -110,7 +111,9 @@ class MNISTData(InMemoryDataModule):
         self.dataset, self.data_dir, self.download = dataset, str(data_dir), bool(download)
         self.n_val, self.n_train = n_val, min(caps.values(), default=available)
         self.binarize, self.binarize_seed = binarize, binarize_seed
-        self.spec = DataSpec(name=dataset, x_shape=(1, SIDE, SIDE), n_classes=N_CLASSES)
+        self.condition = bool(condition)  # batches also carry c (B, 10), the one-hot label (for CVAEs)
+        self.spec = DataSpec(name=dataset, x_shape=(1, SIDE, SIDE), n_classes=N_CLASSES,
+                             condition_dim=N_CLASSES if self.condition else 0)
 
     def files(self) -> dict[str, Path]:
         """The four verified files (downloaded first when ``download`` is set and some are missing)."""
@@ -136,8 +139,12 @@ class MNISTData(InMemoryDataModule):
             x = {name: (v > 0.5).float() for name, v in x.items()}
         elif self.binarize in ("static", "dynamic"):
             x = self._static_draw(x, train_images, test_images, rows)
-        return {name: {"x": x[name], "y": torch.from_numpy(source[name][1][rows[name]].astype(np.int64))}
-                for name in rows}
+        splits = {name: {"x": x[name], "y": torch.from_numpy(source[name][1][rows[name]].astype(np.int64))}
+                  for name in rows}
+        if self.condition:
+            for split in splits.values():
+                split["c"] = torch.nn.functional.one_hot(split["y"], N_CLASSES).float()
+        return splits
 
     def _static_draw(self, x: dict[str, torch.Tensor], train_images: np.ndarray, test_images: np.ndarray,
                      rows: dict[str, slice]) -> dict[str, torch.Tensor]:

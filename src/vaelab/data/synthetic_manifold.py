@@ -45,8 +45,14 @@ def make_manifold_data(n: int, manifold_dim: int, ambient_dim: int, seed: int,
     g = torch.Generator().manual_seed(seed)
     w, b = random_linear(manifold_dim, ambient_dim, g)  # first: the map (and the GMM) depend on `seed` only,
     u = sample_gmm_latents(n, manifold_dim, g, latent_noise_std)  # not on n or the noise drawn after them
+    return embed(u, w, b), u
+
+
+def embed(u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x = sigmoid(u W^T + b), float32 (n, d) from u (n, r), W (d, r), b (d); evaluated in float64 and clamped
+    below 1 (see make_manifold_data)."""
     x = torch.sigmoid(u.double() @ w.double().T + b.double()).float()
-    return x.clamp_(max=1 - 2 ** -24), u
+    return x.clamp_(max=1 - 2 ** -24)
 
 
 class SyntheticManifoldData(InMemoryDataModule):
