@@ -175,3 +175,13 @@ def test_failing_and_ddp_jobs_in_a_grid_keep_the_others(tmp_path):
     (ddp_metrics,) = ddp_sweep.glob("*/metrics.json")
     record = json.loads(ddp_metrics.read_text())
     assert record["status"] == "failed" and "not supported inside a -m multirun" in record["error"]
+
+
+def test_long_override_lists_get_short_stable_job_folder_names():
+    from vaelab.config import MAX_JOB_DIRNAME, job_dirname
+
+    assert job_dirname(3, "data.manifold_dim=3,seed=1") == "3_data.manifold_dim=3,seed=1"
+    long = ",".join(f"model.key_{i}=value_{i}" for i in range(40))
+    name = job_dirname(7, long)
+    assert len(name.encode()) <= MAX_JOB_DIRNAME and name.startswith("7_model.key_0=value_0,")
+    assert name == job_dirname(7, long) != job_dirname(7, long + "x")  # stable, and unique per override set

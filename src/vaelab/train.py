@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import vaelab.config  # noqa: F401  (registers the job-folder resolver used by conf/hydra)
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.run_record import RUN_CONTROL_KEYS, RunRecord, is_rank_zero
 

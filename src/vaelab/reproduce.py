@@ -1,0 +1,153 @@
+"""Paper reproductions: each row of a table is a setting run as one ``vaelab-train -m`` multirun over seeds.
+
+A topic script (``scripts/reproduce_<topic>.py``) lists its ``Setting``s and calls ``main(SETTINGS, title)``.
+Every setting gets its own sweep folder under ``--out`` and is run with ``skip_completed=true``, so running
+the script again finishes an interrupted reproduction instead of starting over; ``--table-only`` rebuilds the
+table from what is on disk. The table (Markdown) lists per setting the expected value, mean ± std of the
+chosen metrics over the completed seeds, jobs completed/all, seconds per run and pass/fail, and names the
+command and the machine that produced it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaelab.summarize import RunResult, load_runs
+
+Check = Callable[[list[dict[str, float]]], bool]
+
+
+@dataclass
+class Setting:
+    """One table row. ``overrides``: the vaelab-train overrides (e.g. ``["experiment=ivae"]``); ``full``: extra
+    overrides for ``--full`` (the paper's sizes); ``expected``: text for the table; ``check``: takes the metrics
+    of every completed seed and says whether the row reproduces the claim (None: no pass/fail)."""
+
+    label: str
+    overrides: list[str]
+    expected: str = ""
+    check: Check | None = None
+    full: list[str] = field(default_factory=list)
+
+
+def all_equal(metric: str, value: float) -> Check:
+    """Passes when every seed has `metric` == value (e.g. active_dims == r in every seed)."""
+    return lambda runs: bool(runs) and all(r.get(metric) == value for r in runs)
+
+
+def mean_at_least(metric: str, value: float) -> Check:
+    """Passes when the mean of `metric` over seeds is >= value."""
+    return lambda runs: bool(runs) and statistics.fmean(r.get(metric, math.nan) for r in runs) >= value
+
+
+def sweep_dir(out: Path, setting: Setting) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in setting.label)
+    return out / safe
+
+
+def command(setting: Setting, seeds: Sequence[int], directory: Path, n_jobs: int, full: bool,
+            extra: Sequence[str] = ()) -> list[str]:
+    """The ``vaelab-train -m`` command line of one setting."""
+    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs > 1 else []
+    return [sys.executable, "-m", "vaelab.train", "-m", *setting.overrides, *(setting.full if full else []),
+            *extra, f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={directory}", "skip_completed=true",
+            "callbacks.progress_bar=null", *launcher]
+
+
+def run_setting(setting: Setting, seeds: Sequence[int], out: Path, n_jobs: int = 1, full: bool = False,
+                extra: Sequence[str] = ()) -> list[RunResult]:
+    """Runs (or finishes) one setting's multirun; a failing job does not stop the others. Returns its runs."""
+    directory = sweep_dir(out, setting)
+    cmd = command(setting, seeds, directory, n_jobs, full, extra)
+    print(f"[{time.strftime('%H:%M:%S')}] {setting.label}: {shlex.join(cmd[2:])}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        print(f"  exit {proc.returncode}: " + " | ".join(tail), flush=True)
+    return load_runs(directory) if directory.is_dir() else []
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {statistics.stdev(values):.2g}"
+
+
+def table_rows(settings: Sequence[Setting], out: Path, metrics: Sequence[str]) -> list[list[str]]:
+    """One row per setting from the runs on disk: label, expected, metrics, jobs, s/run, pass/fail."""
+    rows = []
+    for setting in settings:
+        directory = sweep_dir(out, setting)
+        runs = load_runs(directory) if directory.is_dir() else []
+        done = [r.metrics for r in runs if r.status == "completed"]
+        cells = [_cell([m[k] for m in done if k in m and math.isfinite(m[k])]) for k in metrics]
+        times = [m["wall_time_s"] for m in done if "wall_time_s" in m]
+        verdict = "-" if setting.check is None or not done else ("pass" if setting.check(done) else "FAIL")
+        rows.append([setting.label, setting.expected, *cells, f"{len(done)}/{len(runs)}",
+                     f"{statistics.fmean(times):.0f}" if times else "-", verdict])
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def machine() -> str:
+    """A one-line description of where the table was made."""
+    import torch
+
+    return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, torch_threads per job from the config").strip()
+
+
+def main(settings: Sequence[Setting], title: str, metrics: Sequence[str], argv: Sequence[str] | None = None,
+         default_seeds: int = 3) -> int:
+    """Command line of a topic script: runs the settings (or a subset), then writes and prints the table."""
+    parser = argparse.ArgumentParser(description=title)
+    parser.add_argument("--seeds", type=int, default=default_seeds, help="seeds 0..N-1 per setting")
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib launcher) per setting")
+    parser.add_argument("--out", type=Path, default=None, help="folder of the sweeps (default outputs/reproduce/<script>)")
+    parser.add_argument("--only", default=None, help="run only settings whose label contains this text")
+    parser.add_argument("--full", action="store_true", help="the paper's sizes (hours on a CPU)")
+    parser.add_argument("--table-only", action="store_true", help="rebuild the table from the runs on disk")
+    parser.add_argument("--list", action="store_true", help="print the settings and their commands, run nothing")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every job, e.g. trainer=gpu")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.n_jobs < 1:
+        parser.error("--seeds and --n-jobs must be >= 1")
+    script = Path(sys.argv[0]).stem
+    out = args.out or Path(os.environ.get("VAELAB_LOG_DIR", "outputs")) / "reproduce" / (script + ("_full" if args.full else ""))
+    chosen = [s for s in settings if args.only is None or args.only in s.label]
+    if not chosen:
+        parser.error(f"--only {args.only!r} matches none of: {', '.join(s.label for s in settings)}")
+    seeds = list(range(args.seeds))
+    if args.list:
+        for s in chosen:
+            print(f"{s.label}: {shlex.join(command(s, seeds, sweep_dir(out, s), args.n_jobs, args.full, args.overrides)[2:])}")
+        return 0
+    if not args.table_only:
+        for setting in chosen:
+            run_setting(setting, seeds, out, args.n_jobs, args.full, args.overrides)
+    header = ["setting", "expected", *metrics, "jobs", "s/run", "result"]
+    rows = table_rows(chosen, out, metrics)
+    table = markdown_table(header, rows)
+    invocation = shlex.join(["python", *sys.argv])
+    text = f"## {title}\n\n{table}\n\nCommand: `{invocation}`  \nMachine: {machine()}  \nRuns: `{out}`\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    print(text)
+    return 1 if any(row[-1] == "FAIL" for row in rows) else 0

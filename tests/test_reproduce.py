@@ -1,0 +1,60 @@
+"""vaelab.reproduce: table rows from runs on disk (exact numbers), pass/fail checks, and one real tiny multirun."""
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHORT
+from vaelab import reproduce
+from vaelab.reproduce import Setting, all_equal, mean_at_least
+
+
+def write_run(directory: Path, status: str, **metrics):
+    directory.mkdir(parents=True)
+    (directory / "metrics.json").write_text(json.dumps({"status": status, "overrides": [], **metrics}))
+
+
+def test_table_rows_from_runs_on_disk(tmp_path):
+    good = Setting("r=2", ["data.manifold_dim=2"], expected="2", check=all_equal("active_dims", 2))
+    bad = Setting("r=4", ["data.manifold_dim=4"], expected="4", check=all_equal("active_dims", 4))
+    for seed, ad in enumerate([2, 2, 2]):
+        write_run(reproduce.sweep_dir(tmp_path, good) / f"{seed}_seed={seed}", "completed", active_dims=ad,
+                  gamma=1e-4 * (seed + 1), wall_time_s=10.0 + seed)
+    write_run(reproduce.sweep_dir(tmp_path, bad) / "0_seed=0", "completed", active_dims=4, wall_time_s=5.0)
+    write_run(reproduce.sweep_dir(tmp_path, bad) / "1_seed=1", "completed", active_dims=3, wall_time_s=7.0)
+    write_run(reproduce.sweep_dir(tmp_path, bad) / "2_seed=2", "failed", error="boom")
+    rows = reproduce.table_rows([good, bad], tmp_path, ["active_dims", "gamma"])
+    assert rows[0] == ["r=2", "2", "2 ± 0", "0.0002 ± 0.0001", "3/3", "11", "pass"]
+    assert rows[1] == ["r=4", "4", "3.5 ± 0.71", "-", "2/3", "6", "FAIL"]
+    table = reproduce.markdown_table(["setting", "expected", "active_dims", "gamma", "jobs", "s/run", "result"], rows)
+    assert table.splitlines()[1] == "|---|---|---|---|---|---|---|"
+
+
+def test_checks():
+    assert mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.86}])
+    assert not mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.8}])
+    assert not all_equal("active_dims", 2)([])
+
+
+def test_command_is_a_seeded_resumable_multirun(tmp_path):
+    setting = Setting("x", ["experiment=vae_fixed_gamma"], full=["data.n_samples=100000"])
+    cmd = reproduce.command(setting, [0, 1, 2], tmp_path, n_jobs=2, full=True, extra=["trainer=gpu"])
+    assert cmd[1:4] == ["-m", "vaelab.train", "-m"]
+    assert {"experiment=vae_fixed_gamma", "data.n_samples=100000", "trainer=gpu", "seed=0,1,2", "skip_completed=true",
+            f"hydra.sweep.dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"} <= set(cmd)
+
+
+def test_main_runs_a_real_tiny_grid_and_writes_the_table(tmp_path, capsys):
+    setting = Setting("easy r=2", [*SHORT, "logger=none"], expected="2", check=all_equal("active_dims", 2))
+    code = reproduce.main([setting], "Tiny", ["active_dims"], ["--seeds", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "table.md").read_text()
+    assert "| easy r=2 | 2 |" in text and "1/1" in text and "Machine:" in text
+    assert code == (0 if "| pass |" in text else 1)
+    # running it again skips the completed job (skip_completed) and rebuilds the same table
+    assert reproduce.main([setting], "Tiny", ["active_dims"], ["--seeds", "1", "--out", str(tmp_path)]) == code
+    assert len(list(tmp_path.rglob("metrics.json"))) == 1
+
+
+def test_unknown_only_is_an_error(tmp_path):
+    with pytest.raises(SystemExit):
+        reproduce.main([Setting("a", [])], "T", ["x"], ["--only", "zzz", "--out", str(tmp_path)])
