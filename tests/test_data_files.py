@@ -17,7 +17,7 @@ import torch
 
 from conftest import SHARED_DATA, read_metrics
 from vaelab.data.files import DataFile, download_file, ensure_files, md5sum, read_idx, read_text_lines
-from vaelab.data.mnist import DATASETS, FILE_NAMES, ImageDataset, MNISTData
+from vaelab.data.mnist import DATASETS, FILE_NAMES, ImageDataset, MNISTData, to_unit_float
 from vaelab.errors import ConfigError, DataError
 from vaelab.train import train
 
@@ -317,27 +317,47 @@ def test_mnist_splits_shapes_and_labels(tiny_mnist):
     assert len(tiny_dm(data_dir, n_train=30, n_samples=12).split("train")["x"]) == 12  # debug=fast's knob
 
 
+def float_splits(dm: MNISTData) -> dict:
+    return {name: dm.split(name) for name in ("train", "val", "test")}
+
+
 def test_mnist_binarize_options(tiny_mnist):
     data_dir, _, write_files = tiny_mnist
     write_files()
-    grey = tiny_dm(data_dir).build()
+    grey = float_splits(tiny_dm(data_dir))
     for mode in ("threshold", "static", "dynamic"):
-        splits = tiny_dm(data_dir, binarize=mode).build()
+        splits = float_splits(tiny_dm(data_dir, binarize=mode))
         for name in ("val", "test") if mode == "dynamic" else ("train", "val", "test"):
             x = splits[name]["x"]
             assert x.dtype == torch.float32 and set(x.unique().tolist()) <= {0.0, 1.0}, (mode, name)
         if mode == "threshold":
             assert torch.equal(splits["test"]["x"], (grey["test"]["x"] > 0.5).float())
-    assert torch.equal(tiny_dm(data_dir, binarize="dynamic").build()["train"]["x"], grey["train"]["x"])
+    assert torch.equal(float_splits(tiny_dm(data_dir, binarize="dynamic"))["train"]["x"], grey["train"]["x"])
     # static: fixed by binarize_seed, independent of n_train / n_val, ~ Bernoulli(x)
-    a = tiny_dm(data_dir, binarize="static", binarize_seed=3).build()
-    b = tiny_dm(data_dir, binarize="static", binarize_seed=3, n_train=5, n_val=20).build()
-    c = tiny_dm(data_dir, binarize="static", binarize_seed=4).build()
+    a = float_splits(tiny_dm(data_dir, binarize="static", binarize_seed=3))
+    b = float_splits(tiny_dm(data_dir, binarize="static", binarize_seed=3, n_train=5, n_val=20))
+    c = float_splits(tiny_dm(data_dir, binarize="static", binarize_seed=4))
     assert torch.equal(a["train"]["x"][:5], b["train"]["x"]) and torch.equal(a["test"]["x"], b["test"]["x"])
     assert torch.equal(a["val"]["x"], b["val"]["x"][10:])
     assert not torch.equal(a["test"]["x"], c["test"]["x"])
     p, xs = grey["train"]["x"], a["train"]["x"]
     assert abs(float(xs.mean() - p.mean())) < 4 * float((p * (1 - p)).sum().sqrt() / p.numel())
+
+
+@pytest.mark.parametrize("mode", ["none", "threshold", "static", "dynamic"])
+def test_mnist_training_split_stays_uint8_and_batches_equal_the_float_split(tiny_mnist, mode):
+    data_dir, _, write_files = tiny_mnist
+    write_files()
+    dm = tiny_dm(data_dir, binarize=mode)
+    assert dm.training_split()["x"].dtype == torch.uint8
+    loader = dm.train_dataloader()
+    dm.trainer = SimpleNamespace(training=False)  # the conversion alone (no dynamic draw)
+    fetch = dm.on_after_batch_transfer(next(iter(loader)), 0)
+    rows = loader.sampler.indices()[:fetch["x"].shape[0] * fetch["x"].shape[1]]
+    assert fetch["x"].dtype == torch.float32
+    assert torch.equal(fetch["x"].flatten(0, 1), dm.split("train")["x"][rows])
+    grey = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)  # the uint8 threshold is the float one
+    assert torch.equal(to_unit_float(grey) > 0.5, torch.from_numpy(grey > 127).unsqueeze(1))
 
 
 def test_mnist_dynamic_binarization_resamples_training_batches_only(tiny_mnist):

@@ -10,6 +10,10 @@ only ``n_train`` of them) the training split, and the 10,000 test images the tes
 - ``dynamic``: training batches are a fresh Bernoulli(x) draw every time they are used (from the run's seeded
   random stream, so a seed still gives the same numbers); validation and test are the ``static`` draw, so
   they are evaluated on fixed binary images.
+
+The training images stay uint8 in memory (grey levels, or 0/1 once binarized: 47 MB instead of 188 MB for
+50k images); each training batch is scaled to float32 after it reaches its device, with the same arithmetic
+as ``to_unit_float``, so the numbers are those of a float32 copy. ``split("train")`` returns such a copy.
 """
 from __future__ import annotations
 
@@ -75,6 +79,11 @@ def to_unit_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
 
 
+def to_float(x: torch.Tensor, grey: bool) -> torch.Tensor:
+    """uint8 pixels -> float32: grey levels / 255 (as ``to_unit_float``), or 0/1 values as they are."""
+    return x.float().div_(255.0) if grey else x.float()
+
+
 def bernoulli_static(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One fixed binary draw: 1 where a uniform from `generator` falls below x (P = x)."""
     return (torch.rand(x.shape, generator=generator) < x).float()
@@ -134,11 +143,13 @@ class MNISTData(InMemoryDataModule):
         rows = {"train": slice(0, self.n_train), "val": slice(val_start, None), "test": slice(None)}
         source = {"train": (train_images, train_labels), "val": (train_images, train_labels),
                   "test": (test_images, test_labels)}
-        x = {name: to_unit_float(source[name][0][rows[name]]) for name in rows}
+        x = {name: torch.from_numpy(source[name][0][rows[name]]).unsqueeze(1) for name in rows}  # uint8
         if self.binarize == "threshold":
-            x = {name: (v > 0.5).float() for name, v in x.items()}
+            x = {name: (v > 127).to(torch.uint8) for name, v in x.items()}  # k / 255 > 0.5 exactly when k > 127
         elif self.binarize in ("static", "dynamic"):
             x = self._static_draw(x, train_images, test_images, rows)
+        # val/test: float32 (evaluated as whole splits); grey levels only under "none" (else the static draw)
+        x.update({name: to_float(x[name], self.binarize == "none") for name in ("val", "test")})
         splits = {name: {"x": x[name], "y": torch.from_numpy(source[name][1][rows[name]].astype(np.int64))}
                   for name in rows}
         if self.condition:
@@ -146,20 +157,36 @@ class MNISTData(InMemoryDataModule):
                 split["c"] = torch.nn.functional.one_hot(split["y"], N_CLASSES).float()
         return splits
 
+    def _train_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored uint8 training pixels (grey levels under none/dynamic, else 0/1) -> float32 in [0, 1]."""
+        return to_float(x, self.binarize in ("none", "dynamic"))
+
+    def training_split(self) -> Split:
+        """The training split as stored, x uint8 (converted per batch in ``on_after_batch_transfer``)."""
+        return super().split("train")
+
+    def split(self, name: str) -> Split:
+        """The split with x float32 in [0, 1] (a float copy for the uint8-stored training split)."""
+        split = super().split(name)
+        return {**split, "x": self._train_float(split["x"])} if name == "train" else split
+
     def _static_draw(self, x: dict[str, torch.Tensor], train_images: np.ndarray, test_images: np.ndarray,
                      rows: dict[str, slice]) -> dict[str, torch.Tensor]:
         """Binarizes with one draw over the whole training file, then the test file, so an image's binary
         version depends on the seed only. ``dynamic`` keeps the training split in grey levels (sampled per
         batch)."""
         g = torch.Generator().manual_seed(self.binarize_seed)
-        full_train = bernoulli_static(to_unit_float(train_images), g)
-        out = {"val": full_train[rows["val"]].clone(), "test": bernoulli_static(to_unit_float(test_images), g)}
+        full_train = bernoulli_static(to_unit_float(train_images), g).to(torch.uint8)
+        out = {"val": full_train[rows["val"]].clone(),
+               "test": bernoulli_static(to_unit_float(test_images), g).to(torch.uint8)}
         out["train"] = x["train"] if self.binarize == "dynamic" else full_train[rows["train"]].clone()
         return out
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """``dynamic``: a fresh binary draw of each training batch (on the batch's device, from the run's seeded
-        random stream)."""
+        """Training batches: uint8 -> float32 in [0, 1]; under ``dynamic`` then a fresh binary draw (on the
+        batch's device, from the run's seeded random stream)."""
+        if batch["x"].dtype == torch.uint8:
+            batch = {**batch, "x": self._train_float(batch["x"])}
         if self.binarize == "dynamic" and self.trainer is not None and self.trainer.training:
             batch = {**batch, "x": torch.bernoulli(batch["x"])}
         return batch
