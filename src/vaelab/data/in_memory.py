@@ -83,6 +83,9 @@ class TensorBatchLoader:
 
     def __iter__(self) -> Iterator[Split]:
         idx = self.sampler.indices()
+        device = next(iter(self.split.values())).device
+        if idx is not None and idx.device != device:
+            idx = idx.to(device)  # once per epoch: the split is resident on an accelerator
         bs, start = self.batch_size, 0
         for n_batches in self._fetch_sizes():
             stop = min(start + n_batches * bs, len(self.sampler))
@@ -115,6 +118,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.shuffle_seed = shuffle_seed
         self.drop_last = drop_last
         self.splits: dict[str, Split] | None = None
+        self._resident: tuple[torch.device, Split] | None = None  # the training split on an accelerator
 
     @abstractmethod
     def build(self) -> dict[str, Split]:
@@ -132,9 +136,25 @@ class InMemoryDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def training_split(self) -> Split:
+        """The training tensors as stored, which the training loader cuts batches from (a subclass may store
+        them compactly and convert each batch in ``on_after_batch_transfer``)."""
+        return self.split("train")
+
+    def _on_training_device(self, split: Split) -> Split:
+        """On an accelerator the training tensors move to it once (and stay), so that batches are cut there
+        with no host-to-device copy per step; on CPU nothing moves."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None or device.type == "cpu":
+            return split
+        if self._resident is None or self._resident[0] != device:
+            self._resident = (device, {k: v.to(device) for k, v in split.items()})
+        return self._resident[1]
+
     def train_dataloader(self) -> TensorBatchLoader:
         rank, world = self._rank()
-        train = {k: v for k, v in self.split("train").items() if k not in GROUND_TRUTH_KEYS}
+        train = self._on_training_device(
+            {k: v for k, v in self.training_split().items() if k not in GROUND_TRUTH_KEYS})
         n_per_rank = len(next(iter(train.values()))) // world
         if self.drop_last and n_per_rank < self.batch_size:
             raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {n_per_rank} training samples "
