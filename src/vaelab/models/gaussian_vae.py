@@ -19,7 +19,38 @@ from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
 from vaelab.models.networks import mlp
 
 
-class GaussianVAE(LatentVariableModel):
+class LearnableGammaModel(LatentVariableModel):
+    """The Gaussian likelihood N(f(z), gamma I) with one learnable scalar gamma, shared by the kappa-simple
+    VAE and the CVAEs: subclasses call ``init_gamma`` and set ``x_dim`` (elements per sample)."""
+
+    x_dim: int
+
+    def init_gamma(self, log_gamma_init: float, learn_gamma: bool, gamma_floor: float) -> None:
+        if gamma_floor <= 0:
+            raise ConfigError(f"model.gamma_floor={gamma_floor} must be > 0 (e.g. 1e-8)")
+        self.gamma_floor = gamma_floor
+        log_gamma = torch.tensor(float(log_gamma_init))
+        if learn_gamma:
+            self.log_gamma = nn.Parameter(log_gamma)
+        else:
+            self.register_buffer("log_gamma", log_gamma)
+
+    @property
+    def gamma(self) -> torch.Tensor:
+        return self.log_gamma.exp() + self.gamma_floor
+
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        gamma = self.gamma
+        sq_err = (x - decoded).square().flatten(1).sum(-1)
+        return 0.5 * (sq_err / gamma + self.x_dim * (gamma.log() + LOG_2PI))
+
+    def scalars(self) -> dict[str, float]:
+        gamma = self.gamma.item()
+        return {"gamma": gamma, "log_gamma": math.log(gamma),
+                "gamma_at_floor": float(self.log_gamma.exp().item() <= self.gamma_floor)}
+
+
+class GaussianVAE(LearnableGammaModel):
     """x (B, d) -> q(z|x) = N(mu, diag sigma^2) over latent_dim (kappa) dims -> x_hat = f(z) (B, d)."""
 
     def __init__(self, data: DataSpec, latent_dim: int = 20, encoder_hidden: Sequence[int] = (64,),
@@ -32,23 +63,12 @@ class GaussianVAE(LatentVariableModel):
         if manifold_dim is not None and latent_dim < manifold_dim:
             raise ConfigError(f"model.latent_dim={latent_dim} is below data.manifold_dim={manifold_dim}: the VAE "
                               f"cannot represent the manifold; set model.latent_dim >= {manifold_dim}")
-        if gamma_floor <= 0:
-            raise ConfigError(f"model.gamma_floor={gamma_floor} must be > 0 (e.g. 1e-8)")
         self.latent_dim = latent_dim
         self.x_shape = data.x_shape
         self.x_dim = data.x_dim
         self.encoder = mlp(self.x_dim, encoder_hidden, 2 * latent_dim, activation)
         self.decoder = mlp(latent_dim, decoder_hidden, self.x_dim, activation)
-        self.gamma_floor = gamma_floor
-        log_gamma = torch.tensor(float(log_gamma_init))
-        if learn_gamma:
-            self.log_gamma = nn.Parameter(log_gamma)
-        else:
-            self.register_buffer("log_gamma", log_gamma)
-
-    @property
-    def gamma(self) -> torch.Tensor:
-        return self.log_gamma.exp() + self.gamma_floor
+        self.init_gamma(log_gamma_init, learn_gamma, gamma_floor)
 
     def encode(self, batch: Batch) -> DiagonalGaussian:
         mean, logvar = self.encoder(batch["x"].flatten(1)).chunk(2, dim=-1)
@@ -56,13 +76,3 @@ class GaussianVAE(LatentVariableModel):
 
     def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         return self.decoder(z).view(-1, *self.x_shape)
-
-    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
-        gamma = self.gamma
-        sq_err = (x - decoded).square().flatten(1).sum(-1)
-        return 0.5 * (sq_err / gamma + self.x_dim * (gamma.log() + LOG_2PI))
-
-    def scalars(self) -> dict[str, float]:
-        gamma = self.gamma.item()
-        return {"gamma": gamma, "log_gamma": math.log(gamma),
-                "gamma_at_floor": float(self.log_gamma.exp().item() <= self.gamma_floor)}
