@@ -59,6 +59,7 @@ class Diagnostics(L.Callback):
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
             values.update({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)})
+        values.update(group_scalars(split, results))
         for logger in trainer.loggers:  # straight to the loggers: LightningModule.log costs ~0.5 ms per key
             logger.log_metrics(values, step=step)
             if isinstance(logger, TensorBoardLogger):
@@ -76,6 +77,9 @@ class Diagnostics(L.Callback):
             panels = image_panels(model, split_data, by_kl[:self.image_dims].tolist(), seed=seed)
             for name, image in panels.items():
                 writer.add_image(f"{split}/{name}", image, step)
+        if "y" in split_data:  # classes/groups: which dims each sample uses, rows grouped by class
+            image = active_dims_image(collected, split_data["y"].long(), self.active_threshold)
+            writer.add_image(f"{split}/active_dims_map", image, step, dataformats="HW")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
@@ -220,3 +224,32 @@ class StepProgressBar(ProgressBar):
             self._bar.n = trainer.global_step
             self._bar.close()
             self._bar = None
+
+
+def group_scalars(split: str, results: dict) -> dict[str, float]:
+    """TensorBoard scalars of the per-class/group diagnostics: ``<split>/group_active_dims/g<i>``,
+    ``<split>/group_recon_mse/g<i>`` and the gate counts of gated decoders."""
+    values = {f"{split}/{key}/g{i}": float(v) for key in ("group_active_dims", "group_recon_mse",
+                                                          "group_active_dims_by_gate")
+              for i, v in enumerate(results.get(key, [])) if v is not None}
+    if "active_dims_by_gate" in results:
+        values[f"{split}/active_dims_by_gate"] = float(results["active_dims_by_gate"])
+    return values
+
+
+def active_dims_image(collected: dict, groups: torch.Tensor, threshold: float, per_group: int = 32,
+                      scale: int = 4) -> torch.Tensor:
+    """The per-sample active-dims map (metrics.active_dims_map) as an (H, W) image in [0, 1]: white where a
+    sample (row; `per_group` per class, classes in order, a grey line between classes) uses a dim (column),
+    each cell `scale` pixels wide and high."""
+    from vaelab.metrics import active_dims_map
+
+    prior = collected["prior"]
+    cells, row_groups = active_dims_map(collected["posterior"].var, groups, threshold,
+                                        None if prior is None else prior.var, per_group)
+    rows = []
+    for i, row in enumerate(cells):
+        if i > 0 and row_groups[i] != row_groups[i - 1]:
+            rows.append(torch.full_like(row, 0.5))
+        rows.append(row)
+    return torch.stack(rows).repeat_interleave(scale, 0).repeat_interleave(scale, 1)

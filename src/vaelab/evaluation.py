@@ -49,7 +49,7 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
     q, p = c["posterior"], c["prior"]
     enc_var = metrics.mean_encoder_variance(q.var, None if p is None else p.var)
     kl_dims = metrics.kl_per_dim(q, p)
-    return {
+    results = {
         "active_dims": metrics.active_dims(enc_var, active_threshold),
         "active_units": metrics.active_units(q.mean, au_threshold),
         "kl": float(kl_dims.sum()),
@@ -61,3 +61,40 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
         "per_dim_kl": kl_dims.tolist(),
         "per_dim_posterior_mean_var": metrics.posterior_mean_variance(q.mean).tolist(),
     }
+
+
+def group_diagnostics(split: Split, q: DiagonalGaussian, p: DiagonalGaussian | None, x_hat: torch.Tensor,
+                      active_threshold: float = 0.1) -> dict:
+    """Per class/group (label ``y``, ints 0..G-1) of a split: ``group_sizes``, ``group_active_dims`` (computed
+    within each group, by the variance ratio to a learned prior when there is one), ``group_recon_mse`` and
+    ``group_encoder_var`` (G lists of k mean variances)."""
+    groups = split["y"].long()
+    n_groups = int(groups.max()) + 1
+    group_var = metrics.group_mean_encoder_variance(q.var, groups, n_groups, None if p is None else p.var)
+    return {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
+            "group_active_dims": metrics.group_active_dims(group_var, active_threshold),
+            "group_recon_mse": metrics.group_recon_mse(split["x"], x_hat, groups, n_groups),
+            "group_encoder_var": group_var.tolist()}
+
+
+@torch.no_grad()
+def gate_diagnostics(model: LatentVariableModel, split: Split, batch_size: int, threshold: float = 0.1) -> dict:
+    """Gated decoders (``model.gates(batch)`` -> (B, k) in (0, 1)): ``per_dim_mean_gate``, ``active_dims_by_gate``
+    (mean gate > `threshold`) and, with labels ``y``, ``group_active_dims_by_gate`` (mean gate within each)."""
+    device = next(model.parameters()).device
+    gates = torch.cat([model.gates({k: v[start:start + batch_size].to(device) for k, v in split.items()}).cpu()
+                       for start in range(0, len(split["x"]), batch_size)])
+    mean_gate = gates.mean(0)
+    results = {"per_dim_mean_gate": mean_gate.tolist(),
+               "active_dims_by_gate": metrics.active_dims_by_gate(mean_gate, threshold)}
+    if "y" in split:
+        groups = split["y"].long()
+        results["group_active_dims_by_gate"] = [
+            None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, threshold)
+            for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)]
+    return results
+    if "y" in split:  # classes or groups: active dims within each (union of manifolds)
+        results.update(group_diagnostics(split, q, p, c["x_hat"], active_threshold))
+    if getattr(model, "gated", False):
+        results.update(gate_diagnostics(model, split, batch_size))
+    return results

@@ -170,6 +170,14 @@ class MNISTData(InMemoryDataModule):
         split = super().split(name)
         return {**split, "x": self._train_float(split["x"])} if name == "train" else split
 
+    def evaluation_split(self, name: str) -> Split:
+        """The split as diagnostics see it: under ``dynamic`` the training split (e.g. for the label probe) is
+        one fixed binary draw (from ``binarize_seed + 1``), like validation and test; otherwise ``split``."""
+        split = self.split(name)
+        if name != "train" or self.binarize != "dynamic":
+            return split
+        return {**split, "x": bernoulli_static(split["x"], torch.Generator().manual_seed(self.binarize_seed + 1))}
+
     def _static_draw(self, x: dict[str, torch.Tensor], train_images: np.ndarray, test_images: np.ndarray,
                      rows: dict[str, slice]) -> dict[str, torch.Tensor]:
         """Binarizes with one draw over the whole training file, then the test file, so an image's binary
