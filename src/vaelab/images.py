@@ -56,3 +56,25 @@ def image_panels(model: LatentVariableModel, split: Split, dims: list[int], n: i
     return {"reconstructions": image_grid(pairs.flatten(0, 1).cpu(), nrow),
             "samples": image_grid(samples.cpu(), nrow),
             "traversals": image_grid(traversals.cpu(), steps)}
+
+
+def label_scatter(points: torch.Tensor, labels: torch.Tensor, max_points: int = 5000) -> torch.Tensor:
+    """A scatter plot of 2-d points (N, 2) (e.g. PCA of posterior means) coloured by integer label (N,), as a
+    (3, H, W) float image in [0, 1]; the first `max_points` points are drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pts, lab = points[:max_points].numpy(), labels[:max_points].numpy()
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    scatter = ax.scatter(pts[:, 0], pts[:, 1], c=lab, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.colorbar(scatter, ax=ax, ticks=range(10))
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0

@@ -4,10 +4,12 @@ Shapes: N evaluation samples, k latent dims. Variances and KLs are per sample in
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from vaelab.errors import ConfigError
-from vaelab.models.gaussian import DiagonalGaussian
+from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
 
 
 def check_threshold(name: str, value: float) -> float:
@@ -46,6 +48,146 @@ def kl_per_dim(posterior: DiagonalGaussian, prior: DiagonalGaussian | None = Non
 def recon_mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Mean squared reconstruction error per element (x and x_hat of equal shape)."""
     return float((x - x_hat).square().mean())
+
+
+# Posterior collapse (Skip-VAE, issue 5): mutual information, downstream probe, perplexity, PCA.
+
+def _log_q_matrix(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_i; mean_j, diag exp(logvar_j)) for every pair, shape (C, N), from z (C, k) and mean/logvar (N, k);
+    float64 through matrix products (no (C, N, k) tensor)."""
+    z, mean, logvar = z.double(), mean.double(), logvar.double()
+    inv_var = (-logvar).exp()
+    # -2 log N = sum_d (z^2 / v - 2 z m / v + m^2 / v + log v) + k log 2 pi: one matrix product
+    per_point = (mean.square() * inv_var + logvar).sum(-1, keepdim=True) + z.shape[-1] * LOG_2PI
+    left = torch.cat([z.square(), z, torch.ones_like(z[:, :1])], 1)
+    right = torch.cat([inv_var, -2 * mean * inv_var, per_point], 1)
+    return (left @ right.T).mul_(-0.5)
+
+
+def mutual_information(posterior: DiagonalGaussian, batch_size: int | None = None, chunk_size: int = 512,
+                       generator: torch.Generator | None = None) -> float:
+    """I_q(x; z) in nats, from the posteriors q(z|x_i) (mean, logvar of shape (N, k)) of an evaluation set.
+
+    With the aggregate posterior q(z) = 1/N sum_j q(z|x_j), I = E_i[log q(z_i|x_i) - log q(z_i)] with one
+    z_i ~ q(z|x_i) per point (E_x KL(q(z|x)||p(z)) - KL(q(z)||p(z)) for any prior p). The j = i term of the
+    logsumexp bounds every term, so 0 <= ... <= log N holds per sample (the estimate is <= log N exactly).
+    ``batch_size`` None: the whole set is the aggregate (chunks of ``chunk_size`` points against all N, in
+    float64); an int: the per-batch estimator of He et al. (2019), q(z) over consecutive batches of that size
+    (bounded by log batch_size), averaged over batches weighted by their size.
+    """
+    mean, logvar = posterior.mean.detach(), posterior.logvar.detach()
+    n = mean.shape[0]
+    if n < 1:
+        raise ValueError("mutual_information needs at least one posterior")
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device) \
+        if generator is not None else torch.randn_like(mean)
+    z = mean + eps * (0.5 * logvar).exp()
+    step = n if batch_size is None else batch_size
+    total = 0.0
+    for group in range(0, n, step):
+        g_mean, g_logvar, g_z = mean[group:group + step], logvar[group:group + step], z[group:group + step]
+        m = len(g_mean)
+        for start in range(0, m, chunk_size):
+            rows = slice(start, start + chunk_size)
+            log_q = _log_q_matrix(g_z[rows], g_mean, g_logvar)  # (C, m)
+            own = log_q.diagonal(offset=start)
+            total += float((own - (log_q.logsumexp(-1) - math.log(m))).sum())
+    return total / n
+
+
+def perplexity(nll: torch.Tensor, n_tokens: torch.Tensor) -> float:
+    """exp(sum of NLL / sum of tokens): nll (N,) in nats per sequence, n_tokens (N,) tokens scored per sequence
+    (for text: counting </s>, not <s>)."""
+    return math.exp(float(nll.double().sum() / n_tokens.double().sum()))
+
+
+def probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                   test_labels: torch.Tensor, l2: float = 1e-4, max_iter: int = 100) -> float:
+    """Test accuracy in [0, 1] of a multinomial logistic regression fitted on (train_features (N, k),
+    train_labels (N,) int) and evaluated on (test_features (M, k), test_labels (M,)).
+
+    Features are standardised with the training statistics; weights start at zero and are fitted full batch
+    with L-BFGS (strong Wolfe line search) on the mean cross-entropy + l2 * ||W||^2, in float64: deterministic.
+    """
+    x, x_test = train_features.detach().double(), test_features.detach().double()
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-8)
+    x, x_test = (x - mu) / sd, (x_test - mu) / sd
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    weight = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ weight + bias, train_labels) + l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        predicted = (x_test @ weight + bias).argmax(-1)
+    return float((predicted == test_labels).double().mean())
+
+
+def pca_2d(features: torch.Tensor) -> torch.Tensor:
+    """The projection of features (N, k) on their two leading principal axes, shape (N, 2) (zero-padded when
+    k = 1); the sign of each axis is fixed so that its largest-magnitude loading is positive."""
+    centred = features.detach().double() - features.double().mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    axes = v[:2].T  # (k, <=2)
+    signs = axes.gather(0, axes.abs().argmax(0, keepdim=True)).sign()
+    projected = centred @ (axes * signs)
+    if projected.shape[1] < 2:
+        projected = torch.cat([projected, projected.new_zeros(len(projected), 2 - projected.shape[1])], 1)
+    return projected.float()
+
+
+# Identifiability (iVAE, issue 4): mean correlation coefficient between true and estimated latents.
+
+MCC_METHODS = ("pearson", "spearman")
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..N-1 of each column of x (N, k), as float64 (ties broken by order)."""
+    ranks = torch.empty_like(x, dtype=torch.float64)
+    ranks.scatter_(0, x.argsort(0), torch.arange(len(x), dtype=torch.float64).unsqueeze(1).expand_as(x).clone())
+    return ranks
+
+
+def abs_correlation(a: torch.Tensor, b: torch.Tensor, method: str = "pearson") -> torch.Tensor:
+    """|corr(a_i, b_j)| for every column pair, shape (n, k), from a (N, n) and b (N, k); Spearman correlates
+    ranks. A constant column correlates 0 with everything."""
+    if method not in MCC_METHODS:
+        raise ConfigError(f"callbacks.diagnostics.mcc_method={method!r} is unknown; choose one of {list(MCC_METHODS)}")
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"abs_correlation needs two equally long sets of >= 2 samples, got {len(a)} and {len(b)}")
+    a, b = (_ranks(a), _ranks(b)) if method == "spearman" else (a.double(), b.double())
+
+    def standardise(v: torch.Tensor) -> torch.Tensor:
+        v = v - v.mean(0)
+        norm = v.norm(dim=0)
+        return torch.where(norm > 0, v / norm.clamp_min(1e-300), torch.zeros_like(v))
+
+    return (standardise(a).T @ standardise(b)).abs().clamp(max=1.0)
+
+
+def mcc(z_true: torch.Tensor, z: torch.Tensor, method: str = "pearson") -> tuple[float, dict]:
+    """Mean correlation coefficient of true latents z_true (N, n) and estimates z (N, k), in [0, 1].
+
+    The |correlation| matrix C (n, k) is matched one-to-one by the Hungarian algorithm (maximum total |C|);
+    MCC is the sum of the matched values divided by n: with k > n the best n latents are used, with k < n the
+    unmatched sources count 0. Returns (mcc, details) with details ``abs_corr`` (n, k), ``source`` and
+    ``latent`` (matched index pairs, by source) and ``matched`` (their |C|).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    corr = abs_correlation(z_true, z, method)
+    rows, cols = linear_sum_assignment(corr.numpy(), maximize=True)
+    matched = corr[rows, cols]
+    return float(matched.sum() / z_true.shape[1]), {
+        "abs_corr": corr, "source": rows.tolist(), "latent": cols.tolist(), "matched": matched.tolist()}
 
 
 # Per-group active dims (manifold dimensions with CVAEs, issue 3): active dims within each class or group of a

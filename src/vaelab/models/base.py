@@ -54,3 +54,8 @@ class LatentVariableModel(nn.Module, ABC):
     def scalars(self) -> dict[str, float]:
         """Model-level quantities worth logging (e.g. the decoder variance gamma); none by default."""
         return {}
+
+    def token_count(self, batch: Batch) -> torch.Tensor | None:
+        """Tokens scored by ``reconstruction_nll`` per sequence, shape (B,), for text models (perplexity =
+        exp(total NLL / total tokens)); None (the default) for data that is not counted in tokens."""
+        return None
