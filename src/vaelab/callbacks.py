@@ -17,11 +17,12 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tqdm.auto import tqdm
 
 from vaelab.errors import ConfigError, DivergenceError, RunInterrupted
-from vaelab.evaluation import collect_posterior, diagnose
+from vaelab.evaluation import collapse_diagnostics, collect_posterior, diagnose, posterior_means
 from vaelab.images import image_panels
-from vaelab.metrics import check_threshold
+from vaelab.metrics import check_threshold, pca_2d
 
 SCALARS = ("active_dims", "active_units", "kl", "recon_mse")
+COLLAPSE_SCALARS = ("mi", "iw_nll", "iw_ppl", "probe_accuracy")
 POSTFIX = ("train/loss", "model/gamma")
 log = logging.getLogger("vaelab")
 
@@ -35,7 +36,9 @@ class Diagnostics(L.Callback):
 
     def __init__(self, every_n_epochs: int = 10, active_threshold: float = 0.1, au_threshold: float = 0.01,
                  eval_batch_size: int = 4096, per_dim_scalars: bool = True, per_dim_histograms: bool = True,
-                 image_dims: int = 8):
+                 image_dims: int = 8, mi_points: int = 0, mi_batch_size: int | None = None,
+                 iw_nll_samples: int = 0, iw_nll_points: int = 1000, iw_nll_on_val: bool = False,
+                 probe: bool = False, latent_pca: bool = True):
         if every_n_epochs < 1:
             raise ConfigError(f"callbacks.diagnostics.every_n_epochs={every_n_epochs} must be >= 1")
         self.every_n_epochs = every_n_epochs
@@ -45,6 +48,17 @@ class Diagnostics(L.Callback):
         self.per_dim_scalars = per_dim_scalars
         self.per_dim_histograms = per_dim_histograms
         self.image_dims = image_dims
+        for key, value in (("mi_points", mi_points), ("iw_nll_samples", iw_nll_samples),
+                           ("iw_nll_points", iw_nll_points)):
+            if value < 0:
+                raise ConfigError(f"callbacks.diagnostics.{key}={value} must be >= 0 (0 turns it off)")
+        if mi_batch_size is not None and mi_batch_size < 1:
+            raise ConfigError(f"callbacks.diagnostics.mi_batch_size={mi_batch_size} must be >= 1 (or null: the "
+                              "whole-set aggregate posterior)")
+        # posterior collapse (Skip-VAE): MI, importance-sampled NLL, the label probe, the PCA picture
+        self.mi_points, self.mi_batch_size = mi_points, mi_batch_size
+        self.iw_nll_samples, self.iw_nll_points, self.iw_nll_on_val = iw_nll_samples, iw_nll_points, iw_nll_on_val
+        self.probe, self.latent_pca = probe, latent_pca
 
     def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
         """Diagnoses `split` of the trainer's datamodule, logs the scalars and returns all results."""
@@ -52,10 +66,12 @@ class Diagnostics(L.Callback):
         collected = collect_posterior(model, split_data, self.eval_batch_size, seed)
         results = diagnose(model, split_data, self.eval_batch_size, self.active_threshold, self.au_threshold,
                            seed, collected)
+        results.update(self._collapse(trainer, model, split, split_data, collected, seed))
         if not trainer.is_global_zero:
             return results
         step = trainer.global_step
         values = {f"{split}/{k}": float(results[k]) for k in SCALARS}
+        values.update({f"{split}/{k}": float(results[k]) for k in COLLAPSE_SCALARS if k in results})
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
             values.update({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)})
@@ -77,9 +93,28 @@ class Diagnostics(L.Callback):
             panels = image_panels(model, split_data, by_kl[:self.image_dims].tolist(), seed=seed)
             for name, image in panels.items():
                 writer.add_image(f"{split}/{name}", image, step)
+        if self.latent_pca and "y" in split_data:
+            from vaelab.images import label_scatter  # matplotlib: imported only when drawing
+
+            points = pca_2d(collected["posterior"].mean)
+            writer.add_image(f"{split}/posterior_mean_pca", label_scatter(points, split_data["y"]), step)
         if "y" in split_data:  # classes/groups: which dims each sample uses, rows grouped by class
             image = active_dims_image(collected, split_data["y"].long(), self.active_threshold)
             writer.add_image(f"{split}/active_dims_map", image, step, dataformats="HW")
+
+    def _collapse(self, trainer: L.Trainer, model, split: str, split_data: dict, collected: dict,
+                  seed: int) -> dict:
+        """MI and IW-NLL when configured (IW-NLL on validation only with ``iw_nll_on_val``); the label probe on
+        the test split only (it encodes the whole training split, as the datamodule's ``evaluation_split``
+        gives it when it has one: e.g. a fixed binarization under dynamic binarization)."""
+        probe_train = None
+        if self.probe and split == "test" and "y" in split_data:
+            datamodule = trainer.datamodule
+            train = getattr(datamodule, "evaluation_split", datamodule.split)("train")
+            probe_train = (posterior_means(model, train, self.eval_batch_size, seed), train["y"])
+        iw_samples = self.iw_nll_samples if split == "test" or self.iw_nll_on_val else 0
+        return collapse_diagnostics(model, split_data, collected["posterior"], seed, self.mi_points,
+                                    self.mi_batch_size, iw_samples, self.iw_nll_points, probe_train)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs

@@ -98,3 +98,56 @@ def gate_diagnostics(model: LatentVariableModel, split: Split, batch_size: int, 
     if getattr(model, "gated", False):
         results.update(gate_diagnostics(model, split, batch_size))
     return results
+
+
+@torch.no_grad()
+def posterior_means(model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0) -> torch.Tensor:
+    """E_q[z | x] of every point of `split`, shape (N, k), on the CPU (encoder only; global RNG forked and
+    seeded, for models whose encoder is stochastic, e.g. SemiAmortized's refinement)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    means = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, len(split["x"]), batch_size):
+            batch = {k: v[start:start + batch_size].to(device) for k, v in split.items()}
+            means.append(model.encode(batch).mean.cpu())
+    model.train(was_training)
+    return torch.cat(means)
+
+
+def collapse_diagnostics(model: LatentVariableModel, split: Split, posterior: DiagonalGaussian, seed: int = 0,
+                         mi_points: int = 0, mi_batch_size: int | None = None, iw_nll_samples: int = 0,
+                         iw_nll_points: int = 1000, probe_train: tuple[torch.Tensor, torch.Tensor] | None = None
+                         ) -> dict:
+    """Posterior-collapse diagnostics of one split (Skip-VAE), each only when asked for:
+
+    - ``mi`` (nats): I_q(x; z) over the first ``mi_points`` posteriors (N(mean, logvar), (N, k)) with the
+      whole-set aggregate posterior, or per batch of ``mi_batch_size`` (metrics.mutual_information);
+    - ``iw_nll`` (nats per sample): importance-sampled -log p(x), ``iw_nll_samples`` samples, on the first
+      ``iw_nll_points`` points; when the model counts tokens (``model.token_count``) also ``iw_nll_per_token``
+      and ``iw_ppl`` = exp(total NLL / total tokens);
+    - ``probe_accuracy`` in [0, 1]: a logistic regression fitted on ``probe_train`` = (posterior means (N, k),
+      labels (N,)) of the training split, tested on this split's posterior means and labels ``y``.
+    """
+    from vaelab.likelihood import importance_sampled_nll
+
+    results: dict = {}
+    if mi_points > 0:
+        n = min(mi_points, len(posterior.mean))
+        results["mi"] = metrics.mutual_information(
+            DiagonalGaussian(posterior.mean[:n], posterior.logvar[:n]), batch_size=mi_batch_size,
+            generator=torch.Generator().manual_seed(seed))
+    if iw_nll_samples > 0:
+        nll = importance_sampled_nll(model, split, iw_nll_samples, iw_nll_points, seed=seed)
+        results["iw_nll"] = float(nll.mean())
+        counts = [model.token_count({k: v[start:start + 4096] for k, v in split.items()})
+                  for start in range(0, len(nll), 4096)]
+        if counts[0] is not None:
+            tokens = torch.cat([c.cpu() for c in counts])[:len(nll)]
+            results["iw_nll_per_token"] = float(nll.sum() / tokens.sum())
+            results["iw_ppl"] = metrics.perplexity(nll, tokens)
+    if probe_train is not None and "y" in split:
+        results["probe_accuracy"] = metrics.probe_accuracy(*probe_train, posterior.mean, split["y"])
+    return results
