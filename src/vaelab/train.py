@@ -168,13 +168,16 @@ def build(cfg: DictConfig) -> Run:
     datamodule = _instantiate(cfg.data)
     datamodule.train_dataloader()  # checks batch size against the data (the data is built once, and kept)
     model = _instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
+    if cfg.get("inference"):  # e.g. inference=sa: SemiAmortized(model, ...)
+        model = _instantiate(cfg.inference, _partial_=True, _convert_="all")(model)
     scheduler = _instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     _probe_optimizer(_instantiate(cfg.optimizer), scheduler, model)
     # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
     clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
     module = VAETrainingModule(model, _instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
                                gradient_clip_val=clip["gradient_clip_val"],
-                               gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm")
+                               gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm",
+                               kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None)
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

@@ -15,6 +15,28 @@ from vaelab.models.base import Batch, LatentVariableModel
 log = logging.getLogger("vaelab")
 
 
+class KLWarmup:
+    """KL warm-up (annealing): the KL weight beta grows linearly from ``beta0`` to 1 over ``epochs`` epochs or
+    ``steps`` optimizer steps (give exactly one), then stays at 1. Training minimises
+    ``recon_nll + beta * kl``; beta is derived from the optimizer step, so a resumed run continues the schedule.
+    Config: ``kl_warmup=linear`` (conf/kl_warmup/linear.yaml), e.g. ``kl_warmup.epochs=10 kl_warmup.beta0=0.1``.
+    """
+
+    def __init__(self, beta0: float = 0.1, epochs: float | None = None, steps: int | None = None):
+        if not 0 <= beta0 <= 1:
+            raise ConfigError(f"kl_warmup.beta0={beta0} must be in [0, 1]")
+        if (epochs is None) == (steps is None):
+            raise ConfigError(f"kl_warmup.epochs={epochs} and kl_warmup.steps={steps}: set exactly one of them")
+        if (epochs if epochs is not None else steps) <= 0:
+            raise ConfigError(f"kl_warmup.epochs={epochs} / kl_warmup.steps={steps} must be > 0")
+        self.beta0, self.epochs, self.steps = float(beta0), epochs, steps
+
+    def weight(self, step: int, steps_per_epoch: int) -> float:
+        """beta at optimizer step `step` (0-based) with `steps_per_epoch` optimizer steps per epoch."""
+        length = self.steps if self.steps is not None else self.epochs * steps_per_epoch
+        return min(1.0, self.beta0 + (1.0 - self.beta0) * step / length)
+
+
 class VAETrainingModule(L.LightningModule):
     """Minimises ``model.loss(batch)["loss"]`` (negative ELBO, nats per sample).
 
@@ -26,14 +48,18 @@ class VAETrainingModule(L.LightningModule):
     TensorBatchLoader), so optimisation is manual. Training terms go straight to the loggers every
     ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise). The loss is checked at
     every step, and the gradient norm when clipping by norm: a NaN/Inf stops the run at once with a
-    DivergenceError before the step is taken. Validation runs with the
+    DivergenceError before the step is taken. ``kl_warmup`` (a KLWarmup or None): the minimised loss is
+    ``loss + (beta - 1) * kl`` (= recon_nll + beta * kl for the plain ELBO), logged as ``train/kl_weight``;
+    a model with a ``kl_weight`` attribute (SemiAmortized) gets beta set during training steps and 1 otherwise.
+    Validation runs with the
     global RNG forked and seeded by ``eval_seed`` so it never shifts the training random stream, and
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
 
     def __init__(self, model: LatentVariableModel, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, eval_seed: int = 0,
-                 gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm"):
+                 gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm",
+                 kl_warmup: KLWarmup | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -47,6 +73,21 @@ class VAETrainingModule(L.LightningModule):
         self.last_finite_loss: float | None = None
         self.gamma_floor_step: int | None = None  # first logged step with gamma at model.gamma_floor
         self._train_rng_states: dict | None = None
+        self.kl_warmup = kl_warmup
+        self._steps_per_epoch: int | None = None
+
+    def kl_weight(self) -> float:
+        """The KL weight beta of the current optimizer step (1 without warm-up)."""
+        if self.kl_warmup is None:
+            return 1.0
+        if self._steps_per_epoch is None:
+            loader = self.trainer.datamodule.train_dataloader()
+            self._steps_per_epoch = loader.num_batches() if hasattr(loader, "num_batches") else len(loader)
+        return self.kl_warmup.weight(self.global_step, self._steps_per_epoch)
+
+    def _set_model_kl_weight(self, beta: float) -> None:
+        if hasattr(self.model, "kl_weight"):
+            self.model.kl_weight = beta
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -56,8 +97,12 @@ class VAETrainingModule(L.LightningModule):
         for i in range(len(batch["x"])):
             if max_steps is not None and self.global_step >= max_steps:
                 self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
-                return
+                break
+            beta = self.kl_weight()
+            self._set_model_kl_weight(beta)
             terms = self.model.loss({k: v[i] for k, v in batch.items()})
+            if beta != 1.0:
+                terms["loss"] = terms["loss"] + (beta - 1.0) * terms["kl"]
             loss = terms["loss"].item()  # the divergence check, every step (a few microseconds on CPU)
             if not math.isfinite(loss):
                 self._diverged("loss", loss, terms)
@@ -73,6 +118,7 @@ class VAETrainingModule(L.LightningModule):
             self.last_finite_loss = loss  # the step was taken on finite values
             if self.global_step % log_every == 0:
                 self._log_train(terms, optimizer)
+        self._set_model_kl_weight(1.0)
 
     def _clip_gradients(self, optimizer) -> float | None:
         """Clips as Lightning would; returns the total gradient norm (before clipping) for "norm"."""
@@ -105,6 +151,7 @@ class VAETrainingModule(L.LightningModule):
             self._diverged(bad, values[bad], terms)
         values.update({f"model/{k}": float(v) for k, v in self.model.scalars().items()})
         values["train/lr"] = optimizer.param_groups[0]["lr"]
+        values["train/kl_weight"] = self.kl_weight()
         self.last_train_terms, self._last_logged_step = values, self.global_step
         if values.get("model/gamma_at_floor") and self.gamma_floor_step is None:
             self.gamma_floor_step = self.global_step

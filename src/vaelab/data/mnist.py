@@ -122,7 +122,7 @@ class MNISTData(InMemoryDataModule):
         self.binarize, self.binarize_seed = binarize, binarize_seed
         self.condition = bool(condition)  # batches also carry c (B, 10), the one-hot label (for CVAEs)
         self.spec = DataSpec(name=dataset, x_shape=(1, SIDE, SIDE), n_classes=N_CLASSES,
-                             condition_dim=N_CLASSES if self.condition else 0)
+                             condition_dim=N_CLASSES if self.condition else 0, x_range=(0.0, 1.0))
 
     def files(self) -> dict[str, Path]:
         """The four verified files (downloaded first when ``download`` is set and some are missing)."""

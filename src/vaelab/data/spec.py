@@ -12,6 +12,8 @@ class DataSpec:
     x_shape: shape of one sample (e.g. (20,) or (1, 28, 28)); condition_dim / aux_dim: width of ``c`` / ``u``
     in a batch (0 when absent); n_classes: label count (0 when unlabelled); ground_truth: known facts such as
     ``manifold_dim``, exposed to metrics and written to metrics.json.
+    ``x_range``: (min, max) that x can take when the dataset guarantees it (e.g. (0, 1) for MNIST), else None;
+    likelihoods with a bounded support (Bernoulli) check it.
     """
 
     name: str
@@ -20,6 +22,7 @@ class DataSpec:
     aux_dim: int = 0
     n_classes: int = 0
     ground_truth: dict[str, Any] = field(default_factory=dict)
+    x_range: tuple[float, float] | None = None
 
     @property
     def x_dim(self) -> int:
