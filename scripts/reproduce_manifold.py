@@ -1,0 +1,160 @@
+"""Reproduce the tables of Zheng et al. (2022), "Learning Manifold Dimensions with Conditional VAEs".
+
+Each setting is one ``vaelab-train -m`` multirun over seeds (vaelab.reproduce); a setting of a union of
+manifolds gives one table row per class or group, read from the per-group active dims of the same runs. The
+Markdown table (setting, expected AD, measured AD mean ± std over seeds, gamma, reconstruction error, jobs,
+seconds per run, pass/fail) is printed and written to ``<out>/table.md``.
+
+    python scripts/reproduce_manifold.py                      # every table, CPU-sized, seeds 0, 1, 2
+    python scripts/reproduce_manifold.py --only T1 --n-jobs 2 # the rows whose label contains "T1"
+    python scripts/reproduce_manifold.py --full trainer=gpu   # the paper's sizes
+    python scripts/reproduce_manifold.py --table-only         # rebuild the table from the runs on disk
+
+MNIST rows (T2, T4) need the data files: VAELAB_DATA_DIR=/path/holding/mnist/ (or paths.data_dir=...).
+Pass/fail: AD (per class/group: that class's AD) equals the expected value in every seed; a CVAE row on
+MNIST/Fashion-MNIST (T4) passes when its mean AD is below the mean AD of the VAE row (T2) on the same data.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaelab.reproduce import Setting, command, machine, markdown_table, run_setting, sweep_dir
+from vaelab.summarize import load_runs
+
+T1, T3 = "experiment=manifold_t1_cvae_std_prior", "experiment=manifold_t3_learned_prior"
+UNION_DIMS = [1, 2, 3, 4, 5]           # conf/data/union_manifold.yaml: class_manifold_dims
+GROUP_RANKS, GROUP_R = [2, 4, 6, 8, 10], 12  # conf/data/continuous_groups.yaml
+
+
+@dataclass
+class Row:
+    """One table row: read `ad_key` / `recon_key` of the runs of `setting`; `expected` is the AD it should
+    have (None: compared with the row labelled `below`, whose mean AD it must be under)."""
+
+    label: str
+    setting: Setting
+    expected: int | None
+    ad_key: str = "active_dims"
+    recon_key: str = "recon_mse"
+    below: str | None = None
+
+
+def settings_and_rows(gamma_inits: list[float]) -> tuple[list[Setting], list[Row]]:
+    settings: list[Setting] = []
+    rows: list[Row] = []
+
+    def add(label: str, overrides: list[str], expected: int | None, **row) -> Setting:
+        setting = Setting(label, overrides)
+        settings.append(setting)
+        rows.append(Row(label, setting, expected, **row))
+        return setting
+
+    for t in (1, 3, 5, 7, 9):
+        add(f"T1 CVAE N(0,I) prior r=10 t={t}", [T1, f"data.condition_rank={t}"], 10 - t)
+    add("T1 CVAE N(0,I) prior r=10 t=5 c=|Au|^0.5", [T1, "data.condition_rank=5", "data.condition_map=sqrt_abs"], 5)
+    for dataset in ("mnist", "fashion_mnist"):
+        add(f"T2 VAE {dataset}", ["experiment=manifold_t2_vae_mnist", f"data.dataset={dataset}"], None)
+    for g in gamma_inits:
+        add(f"T3 CVAE learned prior r=10 t=5 log_gamma_init={g:g}", [T3, f"model.log_gamma_init={g:g}"], 5)
+    for dataset in ("mnist", "fashion_mnist"):
+        add(f"T4 CVAE {dataset}", ["experiment=manifold_t4_cvae_mnist", f"data.dataset={dataset}"], None,
+            below=f"T2 VAE {dataset}")
+    union = Setting("T5 discrete union", ["experiment=manifold_t5_union"])
+    groups = Setting("T6 continuous groups", ["experiment=manifold_t6_groups"])
+    settings += [union, groups]
+    rows += [Row(f"T5 discrete union class {i} (r_i={r})", union, r, f"group_{i}_active_dims", f"group_{i}_recon_mse")
+             for i, r in enumerate(UNION_DIMS)]
+    rows += [Row(f"T6 continuous groups t={t}", groups, GROUP_R - t, f"group_{i}_active_dims", f"group_{i}_recon_mse")
+             for i, t in enumerate(GROUP_RANKS)]
+    for r in (5, 10, 15):
+        add(f"T7 learned prior r={r} t=5 c=|Au|^0.5", ["experiment=manifold_t7_decoder", f"data.manifold_dim={r}"], r - 5)
+        add(f"T7 prior in decoder r={r} t=5 c=|Au|^0.5", ["experiment=manifold_t7_decoder", f"data.manifold_dim={r}",
+                                                          "model.prior=standard", "model.prior_in_decoder=true"], r - 5)
+    add("T8 ARMA sequences (LSTM CVAE)", ["experiment=manifold_t8_sequence"], 10)
+    return settings, rows
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    return f"{mean:.4g}" if len(values) == 1 else f"{mean:.4g} ± {statistics.stdev(values):.2g}"
+
+
+def table(rows: list[Row], out: Path) -> tuple[str, bool]:
+    """The Markdown table from the runs on disk, and whether any row failed."""
+    done = {}
+    for row in rows:
+        directory = sweep_dir(out, row.setting)
+        runs = load_runs(directory) if directory.is_dir() else []
+        done[row.label] = ([r.metrics for r in runs if r.status == "completed"], len(runs))
+    lines, failed = [], False
+    for row in rows:
+        metrics, n_runs = done[row.label]
+        ads = [m[row.ad_key] for m in metrics if row.ad_key in m]
+        if not ads:
+            verdict = "-"
+        elif row.below is not None:
+            reference = [m["active_dims"] for m in done.get(row.below, ([], 0))[0]]
+            verdict = "-" if not reference else (
+                "pass" if statistics.fmean(ads) < statistics.fmean(reference) else "FAIL")
+        else:
+            verdict = "pass" if len(ads) == len(metrics) and all(a == row.expected for a in ads) else "FAIL"
+        failed |= verdict == "FAIL"
+        expected = str(row.expected) if row.expected is not None else (f"< {row.below}" if row.below else "-")
+        times = [m["wall_time_s"] for m in metrics if "wall_time_s" in m]
+        lines.append([row.label, expected, _cell(ads), _cell([m["gamma"] for m in metrics if "gamma" in m]),
+                      _cell([m[row.recon_key] for m in metrics if math.isfinite(m.get(row.recon_key, math.nan))]),
+                      f"{len(metrics)}/{n_runs}", f"{statistics.fmean(times):.0f}" if times else "-", verdict])
+    header = ["setting", "expected AD", "measured AD", "gamma", "recon MSE", "jobs", "s/run", "result"]
+    return markdown_table(header, lines), failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per setting")
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib launcher) per setting")
+    parser.add_argument("--out", type=Path, default=None, help="folder of the sweeps")
+    parser.add_argument("--only", default=None, help="run only the settings whose label contains this text")
+    parser.add_argument("--full", action="store_true", help="the paper's sizes (the *_full experiments)")
+    parser.add_argument("--table-only", action="store_true", help="rebuild the table from the runs on disk")
+    parser.add_argument("--list", action="store_true", help="print the settings and their commands, run nothing")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every job, e.g. trainer=gpu")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.n_jobs < 1:
+        parser.error("--seeds and --n-jobs must be >= 1")
+    settings, rows = settings_and_rows([-20, -10, -5, 0, 5, 10, 20] if args.full else [-5, 0, 5])
+    if args.full:  # every experiment=manifold_tN_... becomes its _full variant
+        for s in settings:
+            s.overrides = [o + "_full" if o.startswith("experiment=") else o for o in s.overrides]
+    out = args.out or Path(os.environ.get("VAELAB_LOG_DIR", "outputs")) / "reproduce" / (
+        "manifold_full" if args.full else "manifold")
+    chosen = [s for s in settings if args.only is None or args.only in s.label]
+    if not chosen:
+        parser.error(f"--only {args.only!r} matches none of: {', '.join(s.label for s in settings)}")
+    seeds = list(range(args.seeds))
+    if args.list:
+        for s in chosen:
+            print(f"{s.label}: {shlex.join(command(s, seeds, sweep_dir(out, s), args.n_jobs, False, args.overrides)[2:])}")
+        return 0
+    if not args.table_only:
+        for setting in chosen:
+            run_setting(setting, seeds, out, args.n_jobs, False, args.overrides)
+    text, failed = table([r for r in rows if r.setting in chosen], out)
+    report = (f"## Learning manifold dimensions with CVAEs (Zheng et al. 2022)\n\n{text}\n\n"
+              f"Command: `{shlex.join(['python', *sys.argv])}`  \nMachine: {machine()}  \nRuns: `{out}`\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(report)
+    print(report)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
