@@ -66,15 +66,24 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
 def group_diagnostics(split: Split, q: DiagonalGaussian, p: DiagonalGaussian | None, x_hat: torch.Tensor,
                       active_threshold: float = 0.1) -> dict:
     """Per class/group (label ``y``, ints 0..G-1) of a split: ``group_sizes``, ``group_active_dims`` (computed
-    within each group, by the variance ratio to a learned prior when there is one), ``group_recon_mse`` and
-    ``group_encoder_var`` (G lists of k mean variances)."""
+    within each group, by the variance ratio to a learned prior when there is one), ``group_recon_mse``,
+    ``group_encoder_var`` (G lists of k mean variances), and the same numbers as flat keys
+    ``group_<i>_active_dims`` / ``group_<i>_recon_mse`` (for tables over runs)."""
     groups = split["y"].long()
     n_groups = int(groups.max()) + 1
     group_var = metrics.group_mean_encoder_variance(q.var, groups, n_groups, None if p is None else p.var)
-    return {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
-            "group_active_dims": metrics.group_active_dims(group_var, active_threshold),
-            "group_recon_mse": metrics.group_recon_mse(split["x"], x_hat, groups, n_groups),
-            "group_encoder_var": group_var.tolist()}
+    results = {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
+               "group_active_dims": metrics.group_active_dims(group_var, active_threshold),
+               "group_recon_mse": metrics.group_recon_mse(split["x"], x_hat, groups, n_groups),
+               "group_encoder_var": group_var.tolist()}
+    return results | flat_group_keys(results, ("group_active_dims", "group_recon_mse"))
+
+
+def flat_group_keys(results: dict, keys: tuple[str, ...]) -> dict:
+    """``{"group_active_dims": [a, b]}`` -> ``{"group_0_active_dims": a, "group_1_active_dims": b}`` (empty
+    groups left out)."""
+    return {f"group_{i}_{key[len('group_'):]}": v for key in keys for i, v in enumerate(results[key])
+            if v is not None}
 
 
 @torch.no_grad()
@@ -92,6 +101,7 @@ def gate_diagnostics(model: LatentVariableModel, split: Split, batch_size: int, 
         results["group_active_dims_by_gate"] = [
             None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, threshold)
             for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)]
+        results |= flat_group_keys(results, ("group_active_dims_by_gate",))
     return results
     if "y" in split:  # classes or groups: active dims within each (union of manifolds)
         results.update(group_diagnostics(split, q, p, c["x_hat"], active_threshold))
