@@ -75,6 +75,7 @@ class VAETrainingModule(L.LightningModule):
         self._train_rng_states: dict | None = None
         self.kl_warmup = kl_warmup
         self._steps_per_epoch: int | None = None
+        self._step_kl_weight = 1.0
 
     def kl_weight(self) -> float:
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
@@ -98,7 +99,7 @@ class VAETrainingModule(L.LightningModule):
             if max_steps is not None and self.global_step >= max_steps:
                 self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
                 break
-            beta = self.kl_weight()
+            beta = self._step_kl_weight = self.kl_weight()
             self._set_model_kl_weight(beta)
             terms = self.model.loss({k: v[i] for k, v in batch.items()})
             if beta != 1.0:
@@ -151,7 +152,7 @@ class VAETrainingModule(L.LightningModule):
             self._diverged(bad, values[bad], terms)
         values.update({f"model/{k}": float(v) for k, v in self.model.scalars().items()})
         values["train/lr"] = optimizer.param_groups[0]["lr"]
-        values["train/kl_weight"] = self.kl_weight()
+        values["train/kl_weight"] = self._step_kl_weight  # the weight the logged step used
         self.last_train_terms, self._last_logged_step = values, self.global_step
         if values.get("model/gamma_at_floor") and self.gamma_floor_step is None:
             self.gamma_floor_step = self.global_step
