@@ -38,6 +38,7 @@ class Diagnostics(L.Callback):
                  eval_batch_size: int = 4096, per_dim_scalars: bool = True, per_dim_histograms: bool = True,
                  image_dims: int = 8, mi_points: int = 0, mi_batch_size: int | None = None,
                  iw_nll_samples: int = 0, iw_nll_points: int = 1000, iw_nll_on_val: bool = False,
+                 iw_nll_max_rows: int = 20_000,
                  probe: bool = False, latent_pca: bool = True):
         if every_n_epochs < 1:
             raise ConfigError(f"callbacks.diagnostics.every_n_epochs={every_n_epochs} must be >= 1")
@@ -49,7 +50,7 @@ class Diagnostics(L.Callback):
         self.per_dim_histograms = per_dim_histograms
         self.image_dims = image_dims
         for key, value in (("mi_points", mi_points), ("iw_nll_samples", iw_nll_samples),
-                           ("iw_nll_points", iw_nll_points)):
+                           ("iw_nll_points", iw_nll_points), ("iw_nll_max_rows", iw_nll_max_rows)):
             if value < 0:
                 raise ConfigError(f"callbacks.diagnostics.{key}={value} must be >= 0 (0 turns it off)")
         if mi_batch_size is not None and mi_batch_size < 1:
@@ -58,6 +59,7 @@ class Diagnostics(L.Callback):
         # posterior collapse (Skip-VAE): MI, importance-sampled NLL, the label probe, the PCA picture
         self.mi_points, self.mi_batch_size = mi_points, mi_batch_size
         self.iw_nll_samples, self.iw_nll_points, self.iw_nll_on_val = iw_nll_samples, iw_nll_points, iw_nll_on_val
+        self.iw_nll_max_rows = iw_nll_max_rows
         self.probe, self.latent_pca = probe, latent_pca
 
     def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
@@ -70,7 +72,7 @@ class Diagnostics(L.Callback):
         if not trainer.is_global_zero:
             return results
         step = trainer.global_step
-        values = {f"{split}/{k}": float(results[k]) for k in SCALARS}
+        values = {f"{split}/{k}": float(results[k]) for k in SCALARS if k in results}  # text: no recon_mse
         values.update({f"{split}/{k}": float(results[k]) for k in COLLAPSE_SCALARS if k in results})
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
@@ -114,7 +116,8 @@ class Diagnostics(L.Callback):
             probe_train = (posterior_means(model, train, self.eval_batch_size, seed), train["y"])
         iw_samples = self.iw_nll_samples if split == "test" or self.iw_nll_on_val else 0
         return collapse_diagnostics(model, split_data, collected["posterior"], seed, self.mi_points,
-                                    self.mi_batch_size, iw_samples, self.iw_nll_points, probe_train)
+                                    self.mi_batch_size, iw_samples, self.iw_nll_points, probe_train,
+                                    self.iw_nll_max_rows)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs

@@ -12,8 +12,8 @@ from vaelab.models.gaussian import DiagonalGaussian
 @torch.no_grad()
 def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0) -> dict:
     """Runs the model over `split` in chunks with the global RNG forked and seeded (training's random stream
-    is untouched). Returns the posterior (N, k), the prior (or None), x_hat at the posterior mean, and the
-    sample-averaged loss terms (nats per sample)."""
+    is untouched). Returns the posterior (N, k), the prior (or None), x_hat at the posterior mean (None for
+    token data), and the sample-averaged loss terms (nats per sample)."""
     device = next(model.parameters()).device
     n = len(split["x"])
     was_training = model.training
@@ -31,13 +31,15 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
             if p is not None:
                 prior_means.append(p.mean.expand_as(q.mean))
                 prior_logvars.append(p.logvar.expand_as(q.logvar))
-            x_hats.append(model.reconstruction(model.decode(q.mean, batch)))
+            if split["x"].is_floating_point():  # token ids (text) have no point reconstruction to compare
+                x_hats.append(model.reconstruction(model.decode(q.mean, batch)))
             for name, value in model.loss(batch).items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(batch["x"])
     model.train(was_training)
     cat = lambda ts: torch.cat(ts).cpu()  # noqa: E731
     prior = DiagonalGaussian(cat(prior_means), cat(prior_logvars)) if prior_means else None
-    return {"posterior": DiagonalGaussian(cat(means), cat(logvars)), "prior": prior, "x_hat": cat(x_hats),
+    return {"posterior": DiagonalGaussian(cat(means), cat(logvars)), "prior": prior,
+            "x_hat": cat(x_hats) if x_hats else None,
             "loss_terms": {name: total / n for name, total in sums.items()}}
 
 
@@ -53,7 +55,6 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
         "active_dims": metrics.active_dims(enc_var, active_threshold),
         "active_units": metrics.active_units(q.mean, au_threshold),
         "kl": float(kl_dims.sum()),
-        "recon_mse": metrics.recon_mse(split["x"], c["x_hat"]),
         "elbo": -c["loss_terms"]["loss"],
         **{name: value for name, value in c["loss_terms"].items() if name not in ("loss", "kl")},
         **model.scalars(),
@@ -61,6 +62,8 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
         "per_dim_kl": kl_dims.tolist(),
         "per_dim_posterior_mean_var": metrics.posterior_mean_variance(q.mean).tolist(),
     }
+    if c["x_hat"] is not None:
+        results["recon_mse"] = metrics.recon_mse(split["x"], c["x_hat"])
 
 
 def group_diagnostics(split: Split, q: DiagonalGaussian, p: DiagonalGaussian | None, x_hat: torch.Tensor,
@@ -129,15 +132,16 @@ def posterior_means(model: LatentVariableModel, split: Split, batch_size: int, s
 
 def collapse_diagnostics(model: LatentVariableModel, split: Split, posterior: DiagonalGaussian, seed: int = 0,
                          mi_points: int = 0, mi_batch_size: int | None = None, iw_nll_samples: int = 0,
-                         iw_nll_points: int = 1000, probe_train: tuple[torch.Tensor, torch.Tensor] | None = None
-                         ) -> dict:
+                         iw_nll_points: int = 1000, probe_train: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         iw_nll_max_rows: int = 20_000) -> dict:
     """Posterior-collapse diagnostics of one split (Skip-VAE), each only when asked for:
 
     - ``mi`` (nats): I_q(x; z) over the first ``mi_points`` posteriors (N(mean, logvar), (N, k)) with the
       whole-set aggregate posterior, or per batch of ``mi_batch_size`` (metrics.mutual_information);
     - ``iw_nll`` (nats per sample): importance-sampled -log p(x), ``iw_nll_samples`` samples, on the first
       ``iw_nll_points`` points; when the model counts tokens (``model.token_count``) also ``iw_nll_per_token``
-      and ``iw_ppl`` = exp(total NLL / total tokens);
+      and ``iw_ppl`` = exp(total NLL / total tokens); a decode call sees at most ``iw_nll_max_rows`` rows
+      (points x samples; memory only, the result does not depend on it);
     - ``probe_accuracy`` in [0, 1]: a logistic regression fitted on ``probe_train`` = (posterior means (N, k),
       labels (N,)) of the training split, tested on this split's posterior means and labels ``y``.
     """
@@ -150,7 +154,7 @@ def collapse_diagnostics(model: LatentVariableModel, split: Split, posterior: Di
             DiagonalGaussian(posterior.mean[:n], posterior.logvar[:n]), batch_size=mi_batch_size,
             generator=torch.Generator().manual_seed(seed))
     if iw_nll_samples > 0:
-        nll = importance_sampled_nll(model, split, iw_nll_samples, iw_nll_points, seed=seed)
+        nll = importance_sampled_nll(model, split, iw_nll_samples, iw_nll_points, iw_nll_max_rows, seed)
         results["iw_nll"] = float(nll.mean())
         counts = [model.token_count({k: v[start:start + 4096] for k, v in split.items()})
                   for start in range(0, len(nll), 4096)]
