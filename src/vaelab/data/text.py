@@ -170,7 +170,7 @@ class TextData(InMemoryDataModule):
         self.max_length, self.bucket_batches, self.note = max_length, bucket_batches, note
         # n_samples: the size knob debug=fast sets for every dataset; here it caps the training documents
         self.n_train = min((v for v in (n_train, n_samples) if v is not None), default=None)
-        self.vocab: Vocabulary | None = None
+        self._vocab: Vocabulary | None = None
         self._spec: DataSpec | None = None
 
     @property
@@ -178,6 +178,11 @@ class TextData(InMemoryDataModule):
         """Known once the files are read (the vocabulary size comes from them): reading them is ``setup``."""
         self.setup()
         return self._spec
+
+    @property
+    def vocab(self) -> Vocabulary:
+        self.setup()
+        return self._vocab
 
     def file(self, key: str) -> Path:
         """The verified path of ``data.<key>`` (train, valid, test or vocab)."""
@@ -209,22 +214,22 @@ class TextData(InMemoryDataModule):
                 documents[split], blank[split] = tokenize(read_text_lines(self.file(key)))
         if self.valid_from_test is not None:
             documents["val"], documents["test"] = self._split_test(documents["test"])
-        self.vocab = self._vocabulary(documents["train"])  # from the whole training file, whatever n_train is
+        vocab = self._vocab = self._vocabulary(documents["train"])  # from the whole training file, whatever n_train is
         if self.n_train is not None:
             documents["train"] = documents["train"][:self.n_train]
         splits, truncated = {}, {}
         for split in SPLITS:
-            x, truncated[split] = encode(documents[split], self.vocab, self.max_length)
+            x, truncated[split] = encode(documents[split], vocab, self.max_length)
             splits[split] = {"x": x}
         if any(blank.values()):
             log.warning("vaelab: %s: skipped blank lines (documents) %s", self.dataset, blank)
-        facts = {"vocab_size": len(self.vocab), "docs": {s: len(documents[s]) for s in SPLITS},
+        facts = {"vocab_size": len(vocab), "docs": {s: len(documents[s]) for s in SPLITS},
                  "blank_docs_skipped": blank, "docs_truncated": truncated, "tokens_per_doc": {
                      s: float(lengths_of(splits[s]["x"]).float().mean() - 1) for s in SPLITS}}
         if self.note:
             facts["data_note"] = self.note
         self._spec = DataSpec(name=self.dataset, x_shape=tuple(splits["train"]["x"].shape[1:]),
-                              vocab_size=len(self.vocab), ground_truth=facts)
+                              vocab_size=len(vocab), ground_truth=facts)
         return splits
 
     def _split_test(self, documents: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]:
