@@ -33,6 +33,7 @@ def _config_options():
 
 NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolved only, here
 NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
+NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"]}  # models that need data other than the default (u)
 
 
 @pytest.mark.parametrize("overrides", _config_options())
@@ -41,7 +42,7 @@ def test_every_config_composes_and_builds(make_cfg, overrides):
     if group in NEEDS_PLUGIN:
         pytest.importorskip(NEEDS_PLUGIN[group], reason=f"{group} needs an optional plugin (pip install "
                                                           "'vaelab[optuna]')")
-    cfg = make_cfg(*overrides)
+    cfg = make_cfg(*overrides, *NEEDS_DATA.get(overrides[0] if overrides else "", []))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     if "data_dir" in cfg.data:  # a dataset read from files: build it from the shared copy when there is one
         if not (SHARED_DATA / "SOURCES.md").is_file():

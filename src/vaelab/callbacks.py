@@ -17,9 +17,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tqdm.auto import tqdm
 
 from vaelab.errors import ConfigError, DivergenceError, RunInterrupted
-from vaelab.evaluation import collapse_diagnostics, collect_posterior, diagnose, posterior_means
+from vaelab.evaluation import (collapse_diagnostics, collect_posterior, diagnose, mcc_latents,
+                               posterior_means)
 from vaelab.images import image_panels
-from vaelab.metrics import check_threshold, pca_2d
+from vaelab.metrics import MCC_METHODS, abs_correlation, check_threshold, pca_2d
 
 SCALARS = ("active_dims", "active_units", "kl", "recon_mse")
 COLLAPSE_SCALARS = ("mi", "iw_nll", "iw_ppl", "probe_accuracy")
@@ -36,7 +37,8 @@ class Diagnostics(L.Callback):
 
     def __init__(self, every_n_epochs: int = 10, active_threshold: float = 0.1, au_threshold: float = 0.01,
                  eval_batch_size: int = 4096, per_dim_scalars: bool = True, per_dim_histograms: bool = True,
-                 image_dims: int = 8, mi_points: int = 0, mi_batch_size: int | None = None,
+                 image_dims: int = 8, mcc_method: str = "pearson", mcc_sample: bool = False,
+                 mcc_figures: bool = True, mi_points: int = 0, mi_batch_size: int | None = None,
                  iw_nll_samples: int = 0, iw_nll_points: int = 1000, iw_nll_on_val: bool = False,
                  iw_nll_max_rows: int = 20_000,
                  probe: bool = False, latent_pca: bool = True):
@@ -61,19 +63,26 @@ class Diagnostics(L.Callback):
         self.iw_nll_samples, self.iw_nll_points, self.iw_nll_on_val = iw_nll_samples, iw_nll_points, iw_nll_on_val
         self.iw_nll_max_rows = iw_nll_max_rows
         self.probe, self.latent_pca = probe, latent_pca
+        if mcc_method not in MCC_METHODS:
+            raise ConfigError(f"callbacks.diagnostics.mcc_method={mcc_method!r} is unknown; choose one of "
+                              f"{list(MCC_METHODS)}")
+        # data with true latents (z_true): MCC on posterior means (or one sample), and its TensorBoard figures
+        self.mcc_method, self.mcc_sample, self.mcc_figures = mcc_method, mcc_sample, mcc_figures
 
     def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
         """Diagnoses `split` of the trainer's datamodule, logs the scalars and returns all results."""
         model, split_data, seed = module.model, trainer.datamodule.split(split), getattr(module, "eval_seed", 0)
         collected = collect_posterior(model, split_data, self.eval_batch_size, seed)
         results = diagnose(model, split_data, self.eval_batch_size, self.active_threshold, self.au_threshold,
-                           seed, collected)
+                           seed, collected, self.mcc_method, self.mcc_sample)
         results.update(self._collapse(trainer, model, split, split_data, collected, seed))
         if not trainer.is_global_zero:
             return results
         step = trainer.global_step
         values = {f"{split}/{k}": float(results[k]) for k in SCALARS if k in results}  # text: no recon_mse
         values.update({f"{split}/{k}": float(results[k]) for k in COLLAPSE_SCALARS if k in results})
+        if "mcc" in results:
+            values[f"{split}/mcc"] = results["mcc"]
         enc_var = torch.tensor(results["per_dim_encoder_var"])
         if self.per_dim_scalars:
             values.update({f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)})
@@ -100,6 +109,14 @@ class Diagnostics(L.Callback):
 
             points = pca_2d(collected["posterior"].mean)
             writer.add_image(f"{split}/posterior_mean_pca", label_scatter(points, split_data["y"]), step)
+        if "mcc" in results and self.mcc_figures:
+            from vaelab.mcc_figures import mcc_figures  # matplotlib: imported only when drawing
+
+            z_true, z = split_data["z_true"], mcc_latents(collected["posterior"], self.mcc_sample, seed)
+            figures = mcc_figures(z_true, z, abs_correlation(z_true, z, self.mcc_method),
+                                  results["mcc_latent_of_source"], seed=seed)
+            for name, image in figures.items():
+                writer.add_image(f"{split}/{name}", image, step)
         if "y" in split_data:  # classes/groups: which dims each sample uses, rows grouped by class
             image = active_dims_image(collected, split_data["y"].long(), self.active_threshold)
             writer.add_image(f"{split}/active_dims_map", image, step, dataformats="HW")

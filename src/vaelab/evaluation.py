@@ -44,9 +44,11 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
 
 
 def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_threshold: float = 0.1,
-             au_threshold: float = 0.01, seed: int = 0, collected: dict | None = None) -> dict:
+             au_threshold: float = 0.01, seed: int = 0, collected: dict | None = None,
+             mcc_method: str = "pearson", mcc_sample: bool = False) -> dict:
     """All diagnostics of one split as a flat dict of numbers and per-dim lists (JSON-ready); `collected` is
-    collect_posterior's result when the caller already has it."""
+    collect_posterior's result when the caller already has it. A split with true latents (``z_true``) also
+    gets the MCC (see identifiability)."""
     c = collected or collect_posterior(model, split, batch_size, seed)
     q, p = c["posterior"], c["prior"]
     enc_var = metrics.mean_encoder_variance(q.var, None if p is None else p.var)
@@ -55,8 +57,8 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
         "active_dims": metrics.active_dims(enc_var, active_threshold),
         "active_units": metrics.active_units(q.mean, au_threshold),
         "kl": float(kl_dims.sum()),
-        "elbo": -c["loss_terms"]["loss"],
-        **{name: value for name, value in c["loss_terms"].items() if name not in ("loss", "kl")},
+        "elbo": -c["loss_terms"].get("neg_elbo", c["loss_terms"]["loss"]),  # neg_elbo: when loss is not it
+        **{name: value for name, value in c["loss_terms"].items() if name not in ("loss", "kl", "neg_elbo")},
         **model.scalars(),
         "per_dim_encoder_var": enc_var.tolist(),
         "per_dim_kl": kl_dims.tolist(),
@@ -64,53 +66,32 @@ def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_t
     }
     if c["x_hat"] is not None:
         results["recon_mse"] = metrics.recon_mse(split["x"], c["x_hat"])
-
-
-def group_diagnostics(split: Split, q: DiagonalGaussian, p: DiagonalGaussian | None, x_hat: torch.Tensor,
-                      active_threshold: float = 0.1) -> dict:
-    """Per class/group (label ``y``, ints 0..G-1) of a split: ``group_sizes``, ``group_active_dims`` (computed
-    within each group, by the variance ratio to a learned prior when there is one), ``group_recon_mse``,
-    ``group_encoder_var`` (G lists of k mean variances), and the same numbers as flat keys
-    ``group_<i>_active_dims`` / ``group_<i>_recon_mse`` (for tables over runs)."""
-    groups = split["y"].long()
-    n_groups = int(groups.max()) + 1
-    group_var = metrics.group_mean_encoder_variance(q.var, groups, n_groups, None if p is None else p.var)
-    results = {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
-               "group_active_dims": metrics.group_active_dims(group_var, active_threshold),
-               "group_recon_mse": metrics.group_recon_mse(split["x"], x_hat, groups, n_groups),
-               "group_encoder_var": group_var.tolist()}
-    return results | flat_group_keys(results, ("group_active_dims", "group_recon_mse"))
-
-
-def flat_group_keys(results: dict, keys: tuple[str, ...]) -> dict:
-    """``{"group_active_dims": [a, b]}`` -> ``{"group_0_active_dims": a, "group_1_active_dims": b}`` (empty
-    groups left out)."""
-    return {f"group_{i}_{key[len('group_'):]}": v for key in keys for i, v in enumerate(results[key])
-            if v is not None}
-
-
-@torch.no_grad()
-def gate_diagnostics(model: LatentVariableModel, split: Split, batch_size: int, threshold: float = 0.1) -> dict:
-    """Gated decoders (``model.gates(batch)`` -> (B, k) in (0, 1)): ``per_dim_mean_gate``, ``active_dims_by_gate``
-    (mean gate > `threshold`) and, with labels ``y``, ``group_active_dims_by_gate`` (mean gate within each)."""
-    device = next(model.parameters()).device
-    gates = torch.cat([model.gates({k: v[start:start + batch_size].to(device) for k, v in split.items()}).cpu()
-                       for start in range(0, len(split["x"]), batch_size)])
-    mean_gate = gates.mean(0)
-    results = {"per_dim_mean_gate": mean_gate.tolist(),
-               "active_dims_by_gate": metrics.active_dims_by_gate(mean_gate, threshold)}
-    if "y" in split:
-        groups = split["y"].long()
-        results["group_active_dims_by_gate"] = [
-            None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, threshold)
-            for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)]
-        results |= flat_group_keys(results, ("group_active_dims_by_gate",))
-    return results
+    if "z_true" in split:
+        results.update(identifiability(split["z_true"], q, mcc_method, mcc_sample, seed))
     if "y" in split:  # classes or groups: active dims within each (union of manifolds)
         results.update(group_diagnostics(split, q, p, c["x_hat"], active_threshold))
     if getattr(model, "gated", False):
         results.update(gate_diagnostics(model, split, batch_size))
     return results
+
+
+def mcc_latents(q: DiagonalGaussian, sample: bool = False, seed: int = 0) -> torch.Tensor:
+    """The estimates MCC is computed on: the posterior means (N, k), or one sample of each posterior."""
+    if not sample:
+        return q.mean
+    return q.mean + q.var.sqrt() * torch.randn(q.mean.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def identifiability(z_true: torch.Tensor, q: DiagonalGaussian, method: str = "pearson", sample: bool = False,
+                    seed: int = 0) -> dict:
+    """MCC between the true latents (N, n) and the posterior means (N, k), or one posterior sample each
+    (``sample``, drawn with `seed`): ``mcc``, ``mcc_per_source`` (matched |corr| of each source, 0 when
+    unmatched) and ``mcc_latent_of_source`` (the matched latent dim, -1 when unmatched)."""
+    value, details = metrics.mcc(z_true, mcc_latents(q, sample, seed), method)
+    per_source, latent_of = [0.0] * z_true.shape[1], [-1] * z_true.shape[1]
+    for i, j, m in zip(details["source"], details["latent"], details["matched"]):
+        per_source[i], latent_of[i] = m, j
+    return {"mcc": value, "mcc_per_source": per_source, "mcc_latent_of_source": latent_of}
 
 
 @torch.no_grad()
@@ -164,4 +145,46 @@ def collapse_diagnostics(model: LatentVariableModel, split: Split, posterior: Di
             results["iw_ppl"] = metrics.perplexity(nll, tokens)
     if probe_train is not None and "y" in split:
         results["probe_accuracy"] = metrics.probe_accuracy(*probe_train, posterior.mean, split["y"])
+    return results
+
+
+def group_diagnostics(split: Split, q: DiagonalGaussian, p: DiagonalGaussian | None, x_hat: torch.Tensor,
+                      active_threshold: float = 0.1) -> dict:
+    """Per class/group (label ``y``, ints 0..G-1) of a split: ``group_sizes``, ``group_active_dims`` (computed
+    within each group, by the variance ratio to a learned prior when there is one), ``group_recon_mse``,
+    ``group_encoder_var`` (G lists of k mean variances), and the same numbers as flat keys
+    ``group_<i>_active_dims`` / ``group_<i>_recon_mse`` (for tables over runs)."""
+    groups = split["y"].long()
+    n_groups = int(groups.max()) + 1
+    group_var = metrics.group_mean_encoder_variance(q.var, groups, n_groups, None if p is None else p.var)
+    results = {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
+               "group_active_dims": metrics.group_active_dims(group_var, active_threshold),
+               "group_recon_mse": metrics.group_recon_mse(split["x"], x_hat, groups, n_groups),
+               "group_encoder_var": group_var.tolist()}
+    return results | flat_group_keys(results, ("group_active_dims", "group_recon_mse"))
+
+
+def flat_group_keys(results: dict, keys: tuple[str, ...]) -> dict:
+    """``{"group_active_dims": [a, b]}`` -> ``{"group_0_active_dims": a, "group_1_active_dims": b}`` (empty
+    groups left out)."""
+    return {f"group_{i}_{key[len('group_'):]}": v for key in keys for i, v in enumerate(results[key])
+            if v is not None}
+
+
+@torch.no_grad()
+def gate_diagnostics(model: LatentVariableModel, split: Split, batch_size: int, threshold: float = 0.1) -> dict:
+    """Gated decoders (``model.gates(batch)`` -> (B, k) in (0, 1)): ``per_dim_mean_gate``, ``active_dims_by_gate``
+    (mean gate > `threshold`) and, with labels ``y``, ``group_active_dims_by_gate`` (mean gate within each)."""
+    device = next(model.parameters()).device
+    gates = torch.cat([model.gates({k: v[start:start + batch_size].to(device) for k, v in split.items()}).cpu()
+                       for start in range(0, len(split["x"]), batch_size)])
+    mean_gate = gates.mean(0)
+    results = {"per_dim_mean_gate": mean_gate.tolist(),
+               "active_dims_by_gate": metrics.active_dims_by_gate(mean_gate, threshold)}
+    if "y" in split:
+        groups = split["y"].long()
+        results["group_active_dims_by_gate"] = [
+            None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, threshold)
+            for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)]
+        results |= flat_group_keys(results, ("group_active_dims_by_gate",))
     return results

@@ -7,8 +7,16 @@ from torch import nn
 
 from vaelab.errors import ConfigError
 
+
+class XTanh(nn.Module):
+    """tanh(x) + 0.1 x: a tanh that never saturates (the iVAE reference's activation)."""
+
+    def forward(self, x):
+        return x.tanh() + 0.1 * x
+
+
 ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
-               "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus}
+               "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus, "xtanh": XTanh}
 
 
 def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:

@@ -1,0 +1,136 @@
+"""iVAE (Khemakhem et al. 2020) and its baselines as options of one model.
+
+- prior="conditional": p(z|u) = N(m(u), diag exp(l(u))), l (and m, with ``prior_mean``) an MLP of the auxiliary
+  variable u; prior="standard": N(0, I).
+- encoder q(z|x,u) (``encoder_uses_u``) or q(z|x): N(g, diag exp(v)) from one MLP.
+- decoder N(f(z), sigma^2 I), sigma^2 = ``decoder_var`` fixed (default 0.1) or learnable.
+
+iVAE = conditional prior + encoder on (x, u); VAE = standard prior + encoder on x; beta-VAE = VAE with
+``beta`` > 1. ``objective="elbo"`` minimises recon_nll + beta * KL (the negative ELBO when beta = 1);
+``objective="weighted"`` minimises the reference's decomposition with weights (a, b, c, d),
+-E[a log p(x|z) - b (log q(z|x,u) - log q(z)) - c (log q(z) - sum_i log q(z_i))
+   - d (sum_i log q(z_i) - log p(z|u))],
+with q(z) and q(z_i) estimated by minibatch-weighted sampling over the batch (up to the constant log N, N the
+training set size, which changes no gradient). Whatever is minimised, ``neg_elbo`` reports the true
+negative ELBO (nats per sample) and evaluation reports the ELBO from it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from vaelab.data.spec import DataSpec
+from vaelab.errors import ConfigError
+from vaelab.models.base import Batch, LatentVariableModel, check_real_valued
+from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
+from vaelab.models.networks import mlp
+
+PRIORS = ("conditional", "standard")
+OBJECTIVES = ("elbo", "weighted")
+
+
+def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(z; mean, exp(logvar)) (broadcasting)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mean).square() / logvar.exp())
+
+
+class IdentifiableVAE(LatentVariableModel):
+    """x (B, d) and u (B, aux_dim) -> q(z|x[,u]) over latent_dim dims -> x_hat = f(z) (B, d)."""
+
+    def __init__(self, data: DataSpec, latent_dim: int = 5, hidden: Sequence[int] = (100, 100),
+                 activation: str = "leaky_relu", prior: str = "conditional", prior_mean: bool = False,
+                 encoder_uses_u: bool = True, decoder_var: float = 0.1, learn_decoder_var: bool = False,
+                 beta: float = 1.0, objective: str = "elbo",
+                 objective_weights: Sequence[float] = (100.0, 1.0, 0.0, 10.0)):
+        super().__init__()
+        check_real_valued(data, "ivae (or vae_ica)")
+        if latent_dim < 1:
+            raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
+        for key, value, options in (("prior", prior, PRIORS), ("objective", objective, OBJECTIVES)):
+            if value not in options:
+                raise ConfigError(f"model.{key}={value!r} is unknown; choose one of {list(options)}")
+        needs_u = [k for k, on in (("prior=conditional", prior == "conditional"),
+                                   ("encoder_uses_u=true", encoder_uses_u)) if on]
+        if needs_u and data.aux_dim == 0:
+            raise ConfigError(f"model.{' and model.'.join(needs_u)} need an auxiliary variable u, and "
+                              f"data={data.name} has none; use data=nonlinear_ica (or another dataset with u), or "
+                              "the plain VAE: model.prior=standard model.encoder_uses_u=false")
+        if not decoder_var > 0:
+            raise ConfigError(f"model.decoder_var={decoder_var} must be > 0 (e.g. 0.1)")
+        if not beta > 0:
+            raise ConfigError(f"model.beta={beta} must be > 0 (1 = the ELBO)")
+        if len(objective_weights) != 4 or min(objective_weights) < 0:
+            raise ConfigError(f"model.objective_weights={list(objective_weights)} must be four numbers >= 0 "
+                              "(a, b, c, d)")
+        self.latent_dim, self.x_shape, self.x_dim = latent_dim, data.x_shape, data.x_dim
+        self.encoder_uses_u, self.beta, self.objective = encoder_uses_u, float(beta), objective
+        self.objective_weights = tuple(float(w) for w in objective_weights)
+        in_dim = self.x_dim + (data.aux_dim if encoder_uses_u else 0)
+        self.encoder = mlp(in_dim, hidden, 2 * latent_dim, activation)
+        self.decoder = mlp(latent_dim, hidden, self.x_dim, activation)
+        self.prior_net = (mlp(data.aux_dim, hidden, (2 if prior_mean else 1) * latent_dim, activation)
+                          if prior == "conditional" else None)
+        log_var = torch.tensor(math.log(decoder_var))
+        if learn_decoder_var:
+            self.log_decoder_var = nn.Parameter(log_var)
+        else:
+            self.register_buffer("log_decoder_var", log_var)
+
+    def encode(self, batch: Batch) -> DiagonalGaussian:
+        inputs = batch["x"].flatten(1)
+        if self.encoder_uses_u:
+            inputs = torch.cat([inputs, batch["u"]], dim=-1)
+        mean, logvar = self.encoder(inputs).chunk(2, dim=-1)
+        return DiagonalGaussian(mean, logvar)
+
+    def prior(self, batch: Batch) -> DiagonalGaussian | None:
+        if self.prior_net is None:
+            return None
+        out = self.prior_net(batch["u"])
+        if out.shape[-1] == self.latent_dim:
+            return DiagonalGaussian(torch.zeros_like(out), out)
+        mean, logvar = out.chunk(2, dim=-1)
+        return DiagonalGaussian(mean, logvar)
+
+    def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.x_shape)
+
+    def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        sq_err = (x - decoded).square().flatten(1).sum(-1)
+        return 0.5 * (sq_err / self.log_decoder_var.exp() + self.x_dim * (self.log_decoder_var + LOG_2PI))
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``loss`` (what is minimised), ``recon_nll``, ``kl`` (analytic KL(q || p)) and ``neg_elbo``,
+        each averaged over the batch (nats per sample)."""
+        posterior, prior = self.encode(batch), self.prior(batch)
+        z = posterior.rsample()
+        recon_nll = self.reconstruction_nll(batch["x"], self.decode(z, batch))
+        kl = posterior.kl_per_dim(prior).sum(-1)
+        terms = {"recon_nll": recon_nll.mean(), "kl": kl.mean(), "neg_elbo": (recon_nll + kl).mean()}
+        if self.objective == "elbo":
+            terms["loss"] = terms["recon_nll"] + self.beta * terms["kl"]
+        else:
+            terms["loss"] = self._weighted_objective(z, posterior, prior, recon_nll)
+        return terms
+
+    def _weighted_objective(self, z: torch.Tensor, posterior: DiagonalGaussian, prior: DiagonalGaussian | None,
+                            recon_nll: torch.Tensor) -> torch.Tensor:
+        """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch."""
+        a, b, c, d = self.objective_weights
+        batch_size = z.shape[0]
+        log_q_zx = posterior.log_prob(z)  # (B,)
+        # log q(z_i | x_j, u_j) for every pair (i, j) of the batch: (B, B, k)
+        pairwise = _log_normal(z.unsqueeze(1), posterior.mean.unsqueeze(0), posterior.logvar.unsqueeze(0))
+        log_q_z = torch.logsumexp(pairwise.sum(-1), dim=1) - math.log(batch_size)
+        log_q_zi = (torch.logsumexp(pairwise, dim=1) - math.log(batch_size)).sum(-1)
+        log_p_z = (_log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) if prior is None else
+                   _log_normal(z, prior.mean, prior.logvar)).sum(-1)
+        objective = (-a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi)
+                     - d * (log_q_zi - log_p_z))
+        return -objective.mean()
+
+    def scalars(self) -> dict[str, float]:
+        return {"decoder_var": float(self.log_decoder_var.detach().exp())}
