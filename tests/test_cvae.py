@@ -214,7 +214,7 @@ def test_diagnose_reports_per_group_and_gate_results():
 # Training through the config
 # --------------------------------------------------------------------------------------------------------------
 
-def test_cvae_learns_r_minus_t_active_dims_and_logs_the_union_map(make_cfg, tmp_path):
+def test_cvae_learns_r_minus_t_active_dims(make_cfg):
     result = train(make_cfg(*EASY_CVAE))
     assert result["status"] == "completed"
     assert result["true_expected_active_dims"] == 2
