@@ -64,6 +64,13 @@ def make_nonlinear_ica_data(n_segments: int, points_per_segment: int, n_sources:
     square ones are one matrix); N = n_segments * points_per_segment.
     """
     g = torch.Generator().manual_seed(seed)
+    # the mixing first: it depends on the seed and the sizes, not on the number of points
+    shapes = [(n_sources, data_dim)] + [(data_dim, data_dim)] * (n_layers - 1)
+    thresholds = {shape: condition_threshold(*shape, g) for shape in sorted(set(shapes))}
+    matrices: list[torch.Tensor] = []
+    for shape in shapes:
+        reuse = same_matrix and matrices and matrices[-1].shape == shape
+        matrices.append(matrices[-1] if reuse else mixing_matrix(*shape, thresholds[shape], g))
     std = torch.empty(n_segments, n_sources, dtype=torch.float64).uniform_(*std_range, generator=g)
     mean = (torch.zeros_like(std) if centred else
             torch.empty(n_segments, n_sources, dtype=torch.float64).uniform_(-5, 5, generator=g))
@@ -76,13 +83,8 @@ def make_nonlinear_ica_data(n_segments: int, points_per_segment: int, n_sources:
     segment = torch.arange(n_segments).repeat_interleave(points_per_segment)
     s = mean[segment] + std[segment] * e
     act = activation_fn(activation, slope)
-    shapes = [(n_sources, data_dim)] + [(data_dim, data_dim)] * (n_layers - 1)
-    thresholds = {shape: condition_threshold(*shape, g) for shape in set(shapes)}
-    matrices, x = [], s
-    for i, shape in enumerate(shapes):
-        reuse = same_matrix and matrices and matrices[-1].shape == shape
-        a = matrices[-1] if reuse else mixing_matrix(*shape, thresholds[shape], g)
-        matrices.append(a)
+    x = s
+    for i, a in enumerate(matrices):
         x = x @ a if i == n_layers - 1 else act(x @ a)
     return {"s": s.float(), "x": x.float(), "segment": segment, "std": std, "mean": mean, "matrices": matrices}
 

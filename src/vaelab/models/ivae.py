@@ -7,7 +7,7 @@
 
 iVAE = conditional prior + encoder on (x, u); VAE = standard prior + encoder on x; beta-VAE = VAE with
 ``beta`` > 1. ``objective="elbo"`` minimises recon_nll + beta * KL (the negative ELBO when beta = 1);
-``objective="weighted"`` minimises the reference's decomposition with weights (a, b, c, d),
+``objective="weighted"`` minimises the reference's decomposition with weights (a, beta b, beta c, beta d),
 -E[a log p(x|z) - b (log q(z|x,u) - log q(z)) - c (log q(z) - sum_i log q(z_i))
    - d (sum_i log q(z_i) - log p(z|u))],
 with q(z) and q(z_i) estimated by minibatch-weighted sampling over the batch (up to the constant log N, N the
@@ -120,6 +120,7 @@ class IdentifiableVAE(LatentVariableModel):
                             recon_nll: torch.Tensor) -> torch.Tensor:
         """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch."""
         a, b, c, d = self.objective_weights
+        b, c, d = self.beta * b, self.beta * c, self.beta * d  # the three parts of the KL
         batch_size = z.shape[0]
         log_q_zx = posterior.log_prob(z)  # (B,)
         # log q(z_i | x_j, u_j) for every pair (i, j) of the batch: (B, B, k)
