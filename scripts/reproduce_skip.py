@@ -7,7 +7,8 @@
 
 Metrics per row (final test split, mean ± std over seeds): iw_nll (importance-sampled NLL, nats), elbo, kl,
 mi (I(x;z), nats), active_units, probe_accuracy (logistic regression on posterior means, train -> test).
-SETTINGS is the list of rows: other topics (e.g. text standard/skip/SA rows) append their Settings to it.
+SETTINGS is the list of rows: MNIST (MLP, PixelCNN, latent sizes) and text (PTB: standard, skip, SA, skip + SA;
+``--only text``); text rows have no probe (no labels) and add iw_ppl (perplexity from the IW-NLL).
 The claim checked per skip row (`skip_beats`): on every seed, higher mi, at least as many active units and
 higher probe accuracy than the standard row with the same seed, and iw_nll within 1 nat of it.
 """
@@ -21,7 +22,7 @@ from vaelab.reproduce import Setting, main, sweep_dir
 from vaelab.summarize import load_runs
 
 TITLE = "Skip-VAE: standard vs skip decoders"
-METRICS = ["iw_nll", "elbo", "kl", "mi", "active_units", "probe_accuracy"]
+METRICS = ["iw_nll", "elbo", "kl", "mi", "active_units", "probe_accuracy", "iw_ppl"]  # iw_ppl: text rows
 
 
 def _out_dir(argv: list[str]) -> Path:
@@ -64,6 +65,33 @@ SETTINGS: list[Setting] = [
     *pair("mnist_pixelcnn", CNN, CNN_FULL, "MI, AU, acc above standard; NLL within 1 nat"),
     *pair("mnist_mlp_z16", [*MLP, "model.latent_dim=16"], MLP_FULL, "gap smaller than at z64"),
     *pair("mnist_mlp_z64", [*MLP, "model.latent_dim=64"], MLP_FULL, "gap larger than at z16"),
+]
+
+
+
+def text_skip_beats(reference_label: str):
+    """The check of a text skip row: paired by seed with the completed runs of `reference_label` (no labels, so
+    no probe), every seed has higher mi and at least as many active units."""
+    def check(skip_runs: list[dict]) -> bool:
+        directory = sweep_dir(_out_dir(sys.argv[1:]), next(s for s in SETTINGS if s.label == reference_label))
+        runs = load_runs(directory) if directory.is_dir() else []
+        reference = {r.metrics["seed"]: r.metrics for r in runs if r.status == "completed"}
+        pairs = [(s, reference[s["seed"]]) for s in skip_runs if s.get("seed") in reference]
+        return bool(pairs) and all(s["mi"] > t["mi"] and s["active_units"] >= t["active_units"] for s, t in pairs)
+    return check
+
+
+# Text (PTB, CPU-sized LSTM VAE): standard / skip / SA-VAE / skip + SA-VAE; the paper's claim (Yahoo): skip keeps
+# more MI and active units, skip + SA above SA alone. iw_ppl = exp(IW-NLL per token) on the first test sentences.
+TEXT, TEXT_FULL = ["experiment=text_ptb"], ["experiment=text_ptb_full"]
+TEXT_SA, TEXT_SA_FULL = ["experiment=text_ptb_sa"], ["experiment=text_ptb_full", "inference=sa"]
+SETTINGS += [
+    Setting("text_ptb_standard", [*TEXT, "model.skip=false"], "reference row", full=TEXT_FULL),
+    Setting("text_ptb_skip", [*TEXT, "model.skip=true"], "MI, AU above standard",
+            check=text_skip_beats("text_ptb_standard"), full=TEXT_FULL),
+    Setting("text_ptb_sa", [*TEXT_SA, "model.skip=false"], "reference row for skip + SA", full=TEXT_SA_FULL),
+    Setting("text_ptb_skip_sa", [*TEXT_SA, "model.skip=true"], "MI, AU above SA alone",
+            check=text_skip_beats("text_ptb_sa"), full=TEXT_SA_FULL),
 ]
 
 if __name__ == "__main__":

