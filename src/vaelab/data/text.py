@@ -12,12 +12,14 @@ paths. Files listed in ``KNOWN_FILES`` (the real PTB and Yahoo files) are md5-ch
 instead of reading ``valid``: the ``yahoo_local`` experiment uses it because the Yahoo training split is not
 available (it trains on ``yahoo.valid.txt``).
 
-Vocabulary: ids 0-3 are ``<pad> <unk> <s> </s>``; then the tokens of ``vocab`` (one per line, in file order), or,
-without a vocab file, the training tokens seen at least ``min_count`` times, most frequent first (ties in
-alphabetical order), at most ``max_size`` of them. ``unk_tokens`` (``_UNK`` in Yahoo, ``<unk>`` in PTB) and every
-token outside the vocabulary map to ``<unk>``. Blank lines are skipped and counted, documents longer than
-``max_length`` words are truncated and counted; both counts are logged and written to metrics.json
-(``true_blank_docs_skipped``, ``true_docs_truncated``).
+Vocabulary: ids 0-3 are ``<pad> <unk> <s> </s>``; then the tokens of ``vocab`` (one per line, in file order, the
+first ``max_vocab_size`` when set), or, without a vocab file, the tokens of the whole training file (before
+``n_train`` cuts it) seen at least ``min_count`` times, most frequent first (ties in alphabetical order), at most
+``max_vocab_size`` of them. ``unk_tokens`` (``_UNK`` in Yahoo, ``<unk>`` in PTB) and every
+token outside the vocabulary map to ``<unk>``. Blank lines are skipped and counted (per file read), documents
+longer than ``max_length`` words are truncated and counted (blank lines are also logged); metrics.json gets both
+counts with the vocabulary size, documents and scored tokens per document (``true_blank_docs_skipped``, ``true_docs_truncated``,
+``true_vocab_size``, ``true_docs``, ``true_tokens_per_doc``) and ``note`` (``true_data_note``).
 """
 from __future__ import annotations
 
