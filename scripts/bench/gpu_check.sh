@@ -28,10 +28,11 @@ step() {  # step NAME LIMIT_S COMMAND...: runs it with a time limit, log in $OUT
   rc=$?
   echo "$name: exit $rc in $(( $(date +%s) - start )) s (limit $limit s)" | tee -a "$OUT/summary.txt"
   tail -n 4 "$OUT/$name.log"
+  return $rc
 }
 
-python3 -c "import vaelab.train" 2>/dev/null || \
-  step install 60 python3 -m pip install --no-deps --no-build-isolation --no-index .
+python3 -c "import vaelab.train" 2>/dev/null || {
+  step install 60 python3 -m pip install --no-deps --no-build-isolation --no-index . && rm -f "$OUT/install.log"; }
 step train_synthetic_gpu 45 python3 -m vaelab.train trainer=gpu trainer.max_epochs=50 \
   callbacks.progress_bar=null "hydra.run.dir=$RUNS/synthetic"
 cp "$RUNS/synthetic/metrics.json" "$OUT/synthetic_metrics.json" 2>/dev/null
