@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from vaelab.errors import ConfigError
 from vaelab.models.gaussian import DiagonalGaussian
 
 Batch = dict[str, torch.Tensor]
@@ -59,3 +60,11 @@ class LatentVariableModel(nn.Module, ABC):
         """Tokens scored by ``reconstruction_nll`` per sequence, shape (B,), for text models (perplexity =
         exp(total NLL / total tokens)); None (the default) for data that is not counted in tokens."""
         return None
+
+
+def check_real_valued(data, model_key: str) -> None:
+    """Models of real-valued x (MLPs into a Gaussian likelihood) cannot read token ids: ConfigError when `data`
+    (a DataSpec) is text, so the run fails before training rather than at the first step."""
+    if data.vocab_size:
+        raise ConfigError(f"model={model_key} models real-valued x but data={data.name} is text (token ids); use "
+                          "model=text_vae")

@@ -25,7 +25,7 @@ from torch import nn
 
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
-from vaelab.models.base import Batch
+from vaelab.models.base import Batch, check_real_valued
 from vaelab.models.conv_nets import ConvResEncoder, ConvTransposeDecoder, SequenceSummary
 from vaelab.models.gaussian import DiagonalGaussian
 from vaelab.models.gaussian_vae import LearnableGammaModel
@@ -91,6 +91,7 @@ class ConditionalVAE(LearnableGammaModel):
     @staticmethod
     def _check(data: DataSpec, latent_dim: int, architecture: str, use_condition: bool, prior: str,
                share_encoder_prior: bool, prior_in_decoder: bool, gated_decoder: bool, condition_features: int) -> None:
+        check_real_valued(data, "cvae")
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
         if architecture not in ARCHITECTURES:

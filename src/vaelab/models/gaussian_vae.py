@@ -14,7 +14,7 @@ from torch import nn
 
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
-from vaelab.models.base import Batch, LatentVariableModel
+from vaelab.models.base import Batch, LatentVariableModel, check_real_valued
 from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
 from vaelab.models.networks import mlp
 
@@ -57,6 +57,7 @@ class GaussianVAE(LearnableGammaModel):
                  decoder_hidden: Sequence[int] = (64,), activation: str = "relu", log_gamma_init: float = 0.0,
                  learn_gamma: bool = True, gamma_floor: float = 1e-8):
         super().__init__()
+        check_real_valued(data, "vae")
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
         manifold_dim = data.ground_truth.get("manifold_dim")

@@ -67,10 +67,10 @@ class PixelCNNVAE(LatentVariableModel):
                  layers: int = 8, channels: int = 32, kernel: int = 3, first_kernel: int = 7,
                  z_channels: int = 1, skip: bool = False):
         super().__init__()
-        check_bernoulli_data(data, "pixelcnn")
         if len(data.x_shape) != 3:
             raise ConfigError(f"model=pixelcnn needs image data (C, H, W); data={data.name} has x_shape "
-                              f"{tuple(data.x_shape)}")
+                              f"{tuple(data.x_shape)}; use data=mnist or fashion_mnist")
+        check_bernoulli_data(data, "pixelcnn")
         if latent_dim < 1 or layers < 1 or channels < 1 or z_channels < 1:
             raise ConfigError(f"model.latent_dim={latent_dim}, model.layers={layers}, model.channels={channels} "
                               f"and model.z_channels={z_channels} must all be >= 1")
