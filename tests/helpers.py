@@ -24,7 +24,7 @@ class TinyImageData(InMemoryDataModule):
     """Stands in for an image dataset (``data._target_=helpers.TinyImageData``): 8x8 single-channel images of
     a bright square in one of 4 quadrants, x of shape (N, 1, 8, 8) in [0, 1]."""
 
-    spec = DataSpec("tiny_images", (1, 8, 8))
+    spec = DataSpec("tiny_images", (1, 8, 8), x_range=(0.0, 1.0))
 
     def __init__(self, n_samples: int = 512, batch_size: int = 32, eval_batch_size: int = 256,
                  shuffle_seed: int = 0, batches_per_fetch: int = 4, **synthetic_manifold_keys):

@@ -19,7 +19,7 @@ from hydra.errors import HydraException
 
 from conftest import SHORT, read_metrics
 from vaelab import summarize
-from vaelab.errors import ConfigError, DivergenceError, RunExistsError, RunInterrupted
+from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.run_record import RunRecord
 from vaelab.train import format_summary, train
 
@@ -64,6 +64,13 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 # bad input: one table, each case checked for its message, the record, and that nothing else was touched
 
 HYDRA = "hydra"  # a composition error: Hydra's message names the key; no run directory is made
+# rows starting with one of these choose their data: they run on SMALL rather than SHORT (its data keys)
+COND = ["data=conditional_manifold", "data.n_samples=1000", "data.batch_size=100"]  # r = 10, t = 5 in R^20
+ICA = ["data=nonlinear_ica", "data.n_segments=4", "data.points_per_segment=50", "data.batch_size=32"]  # 5 in R^5
+IMAGES = ["data._target_=helpers.TinyImageData", "data.n_samples=64", "data.batch_size=16"]
+TEXT = ["data=ptb", "data.dataset=tiny", "data.data_dir={tmp}/text", "data.train=train.txt",  # see tiny_text
+        "data.valid=valid.txt", "data.test=test.txt", "data.batch_size=2", "data.eval_batch_size=4"]
+SMALL = ["torch_threads=1", "callbacks.progress_bar=null", "trainer.max_epochs=2"]
 BAD_INPUT = [
     (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
     (["model.latent_dim=-1"], "model.latent_dim=-1 must be >= 1"),
@@ -88,6 +95,60 @@ BAD_INPUT = [
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 and trainer.max_steps=-1 are both unlimited"),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 must be > 0"),
     (["trainer=gpu"], "trainer=gpu"),
+    # the models and datasets of the CVAE, iVAE, Skip-VAE and text issues: incompatible pairs ...
+    (["model=cvae"], "model=cvae needs a condition c but data=synthetic_manifold has none"),
+    ([*IMAGES, "model=cvae_conv"], "model=cvae needs a condition c but data=tiny_images has none"),
+    (["model=cvae_conv"], "model.architecture=conv is an image model"),
+    ([*COND, "model=cvae_lstm"], "model.architecture=lstm reads sequences of frames"),
+    ([*COND, "model=cvae", "model.use_condition=false", "model.prior=learned"],
+     "['model.prior=learned'] need the condition but model.use_condition=false; set model.use_condition=true"),
+    (["model=ivae"], "model.prior=conditional and model.encoder_uses_u=true need an auxiliary variable u, and "
+                     "data=synthetic_manifold has none"),
+    ([*COND, "model=ivae", "model.prior=standard"], "model.encoder_uses_u=true need an auxiliary variable u"),
+    (["model=pixelcnn"], "model=pixelcnn needs image data (C, H, W); data=synthetic_manifold has x_shape (10,); "
+                        "use data=mnist"),
+    ([*IMAGES, "model=text_vae"], "model=text_vae needs text data (e.g. data=ptb or data=yahoo_local); "
+                                  "data=tiny_images"),
+    ([*TEXT, "model=bernoulli_mlp"], "model=bernoulli_mlp is an image model (Bernoulli pixels) but data=tiny is text"),
+    ([*TEXT, "model=pixelcnn"], "model=pixelcnn needs image data (C, H, W); data=tiny has x_shape"),
+    ([*TEXT, "model=vae"], "model=vae models real-valued x but data=tiny is text"),
+    ([*TEXT, "model=cvae", "model.use_condition=false"], "model=cvae models real-valued x but data=tiny is text"),
+    ([*TEXT, "model=vae_ica"], "model=ivae (or vae_ica) models real-valued x but data=tiny is text"),
+    ([*ICA, "model=bernoulli_mlp"], "model=bernoulli_mlp has a Bernoulli likelihood, which needs data in [0, 1], "
+                                    "but data=nonlinear_ica has x_range=None"),
+    # ... impossible sizes ...
+    ([*COND, "model=cvae", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    ([*COND, "model=cvae", "model.latent_dim=4"], "model.latent_dim=4 is below the 5 active dims"),
+    ([*ICA, "model=ivae", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    ([*IMAGES, "model=bernoulli_mlp", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    ([*IMAGES, "model=pixelcnn", "model.latent_dim=0"], "model.latent_dim=0"),
+    ([*TEXT, "model=text_vae", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+    ([*COND, "data.condition_rank=11"], "data.condition_rank=11 must be in 1..data.manifold_dim=10"),
+    ([*COND, "data.manifold_dim=21"], "data.manifold_dim=21 exceeds data.ambient_dim=20"),
+    (["data=continuous_groups", "data.n_per_group=100", "data.group_ranks=[2,13]"],
+     "data.group_ranks=[2, 13] must be a non-empty list of condition ranks t in 1..data.manifold_dim=12"),
+    (["data=union_manifold", "data.n_per_class=100", "data.class_manifold_dims=[1,21]"],
+     "data.class_manifold_dims=[1, 21] must be a non-empty list of dims in 1..data.ambient_dim=20"),
+    (["data=arma_sequence", "data.n_samples=1000", "data.window=1"], "data.window=1 must be >= 2"),
+    ([*ICA, "data.points_per_segment=1"], "data.points_per_segment=1 must be >= 2"),
+    ([*ICA, "data.n_sources=6"], "data.data_dim=5 is below data.n_sources=6"),
+    # ... and bad numbers of SA-VAE, KL warm-up and the collapse diagnostics
+    (["inference=sa", "inference.steps=-1"], "inference.steps=-1 must be >= 0"),
+    (["inference=sa", "inference.lr=0"], "inference.lr=0 must be > 0"),
+    (["inference=sa", "inference.momentum=1"], "inference.momentum=1 must be in [0, 1)"),
+    (["kl_warmup=linear", "kl_warmup.beta0=1.5"], "kl_warmup.beta0=1.5 must be in [0, 1]"),
+    (["kl_warmup=linear", "kl_warmup.epochs=0"], "kl_warmup.epochs=0 / kl_warmup.steps=None must be > 0"),
+    (["kl_warmup=linear", "kl_warmup.steps=100"], "kl_warmup.epochs=10 and kl_warmup.steps=100: set exactly one"),
+    (["callbacks.diagnostics.iw_nll_samples=-1"], "callbacks.diagnostics.iw_nll_samples=-1 must be >= 0"),
+    (["callbacks.diagnostics.iw_nll_points=-5"], "callbacks.diagnostics.iw_nll_points=-5 must be >= 0"),
+    (["callbacks.diagnostics.mi_points=-1"], "callbacks.diagnostics.mi_points=-1 must be >= 0"),
+    (["callbacks.diagnostics.mi_batch_size=0"], "callbacks.diagnostics.mi_batch_size=0 must be >= 1"),
+    # text data files: missing, corrupt (size/md5), empty, missing vocabulary
+    ([*TEXT, "data.vocab=no_such_vocab.txt"], "data.vocab=no_such_vocab.txt: "),
+    ([*TEXT, "data.vocab=empty.txt"], "empty.txt: empty text file"),
+    ([*TEXT, "data.valid=blank.txt"], "blank.txt: empty text file"),
+    (["data=ptb", "data.data_dir={tmp}/nowhere"], "data.train=ptb.train.txt: ptb: 1 of 1 files missing"),
+    (["data=ptb", "data.data_dir={tmp}/text"], "ptb.train.txt: 12 bytes, expected 5101618"),
     (["data.no_such_key=1"], HYDRA + ":no_such_key"),
     (["no_such_key=1"], HYDRA + ":no_such_key"),
     (["model=no_such_model"], HYDRA + ":no_such_model"),
@@ -106,6 +167,17 @@ def neighbour(tmp_path):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def tiny_text(root: Path) -> None:
+    """A corpus for data=ptb data.dataset=tiny in root/tiny (3 training documents), an empty and an all-blank
+    file beside it, and a 12-byte stand-in for ptb.train.txt in root/ptb."""
+    (root / "tiny").mkdir(parents=True)
+    (root / "ptb").mkdir()
+    for name, text in (("train.txt", "the cat sat\nthe dog sat on the mat\na cat\n"), ("valid.txt", "the cat\n"),
+                       ("test.txt", "the mat\ndog\n"), ("empty.txt", ""), ("blank.txt", "\n  \n")):
+        (root / "tiny" / name).write_text(text)
+    (root / "ptb" / "ptb.train.txt").write_text("not the ptb\n")
+
+
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
 def test_bad_input_fails_before_training_with_one_line_naming_the_key(make_cfg, tmp_path, neighbour,
                                                                       overrides, message):
@@ -117,8 +189,10 @@ def test_bad_input_fails_before_training_with_one_line_naming_the_key(make_cfg, 
             make_cfg(*SHORT, *overrides)
         assert not run_dir.exists()
         return
-    with pytest.raises(ConfigError) as err:
-        train(make_cfg(*SHORT, *overrides))
+    tiny_text(tmp_path / "text")
+    base = SMALL if overrides[0].startswith("data=") else SHORT
+    with pytest.raises((ConfigError, DataError)) as err:
+        train(make_cfg(*base, *(o.replace("{tmp}", str(tmp_path)) for o in overrides)))
     assert message in str(err.value) and "\n" not in str(err.value)
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "failed" and message in metrics["error"]
