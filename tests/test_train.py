@@ -35,6 +35,8 @@ NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolv
 NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
 NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"],  # models that need data other than the default (u)
               "model=text_vae": ["data=ptb"],
+              "model=cvae": ["data=conditional_manifold"], "model=cvae_lstm": ["data=arma_sequence"],  # need c
+              "model=cvae_conv": ["data=mnist", "data.condition=true"],
               **{f"data={d}": ["model=text_vae"] for d in ("ptb", "yahoo", "yahoo_local")}}
 NOT_SHARED = {"data=yahoo": "yahoo.train.txt"}  # files absent from the shared data (SOURCES.md): the error names them
 
