@@ -104,12 +104,13 @@ class Diagnostics(L.Callback):
             panels = image_panels(model, split_data, by_kl[:self.image_dims].tolist(), seed=seed)
             for name, image in panels.items():
                 writer.add_image(f"{split}/{name}", image, step)
-        if self.latent_pca and "y" in split_data:
+        # matplotlib figures cost seconds each (~3 s for the MCC pair): drawn once, on the final test split
+        if self.latent_pca and "y" in split_data and split == "test":
             from vaelab.images import label_scatter  # matplotlib: imported only when drawing
 
             points = pca_2d(collected["posterior"].mean)
             writer.add_image(f"{split}/posterior_mean_pca", label_scatter(points, split_data["y"]), step)
-        if "mcc" in results and self.mcc_figures:
+        if "mcc" in results and self.mcc_figures and split == "test":
             from vaelab.mcc_figures import mcc_figures  # matplotlib: imported only when drawing
 
             z_true, z = split_data["z_true"], mcc_latents(collected["posterior"], self.mcc_sample, seed)

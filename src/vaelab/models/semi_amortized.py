@@ -57,7 +57,10 @@ class SemiAmortized(LatentVariableModel):
     def refine(self, batch: Batch, q0: DiagonalGaussian, create_graph: bool = False) -> DiagonalGaussian:
         """q_K after K SVI steps from q0 (parameters (B, k)); differentiable w.r.t. q0 and the model's weights
         only with `create_graph` (end-to-end training), else detached."""
-        with torch.inference_mode(False), torch.enable_grad():
+        # cuDNN refuses an RNN backward in eval mode (dropout off): evaluation refines with cuDNN's RNN off
+        with torch.inference_mode(False), torch.enable_grad(), torch.backends.cudnn.flags(
+                enabled=self.training and torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic, allow_tf32=torch.backends.cudnn.allow_tf32):
             if create_graph:
                 mean, logvar = q0.mean, q0.logvar
             else:  # clones: tensors made under inference mode (validation) cannot enter autograd
