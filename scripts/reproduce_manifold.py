@@ -16,16 +16,14 @@ MNIST/Fashion-MNIST (T4) passes when its mean AD is below the mean AD of the VAE
 """
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import shlex
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaelab.reproduce import Setting, command, machine, markdown_table, run_setting, sweep_dir
+from vaelab import reproduce
+from vaelab.reproduce import Setting, markdown_table, mean_std, sweep_dir
 from vaelab.summarize import load_runs
 
 T1, T3 = "experiment=manifold_t1_cvae_std_prior", "experiment=manifold_t3_learned_prior"
@@ -56,6 +54,8 @@ def settings_and_rows(gamma_inits: list[float]) -> tuple[list[Setting], list[Row
         rows.append(Row(label, setting, expected, **row))
         return setting
 
+    for r in (2, 4, 6, 8):  # the kappa-simple VAE (d = 20, kappa = 20): AD = r
+        add(f"T0 VAE r={r}", [f"data.manifold_dim={r}", "trainer.max_epochs=600"], r)
     for t in (1, 3, 5, 7, 9):
         add(f"T1 CVAE N(0,I) prior r=10 t={t}", [T1, f"data.condition_rank={t}"], 10 - t)
     add("T1 CVAE N(0,I) prior r=10 t=5 c=|Au|^0.5", [T1, "data.condition_rank=5", "data.condition_map=sqrt_abs"], 5)
@@ -81,13 +81,6 @@ def settings_and_rows(gamma_inits: list[float]) -> tuple[list[Setting], list[Row
     return settings, rows
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    return f"{mean:.4g}" if len(values) == 1 else f"{mean:.4g} ± {statistics.stdev(values):.2g}"
-
-
 def table(rows: list[Row], out: Path) -> tuple[str, bool]:
     """The Markdown table from the runs on disk, and whether any row failed."""
     done = {}
@@ -110,50 +103,26 @@ def table(rows: list[Row], out: Path) -> tuple[str, bool]:
         failed |= verdict == "FAIL"
         expected = str(row.expected) if row.expected is not None else (f"< {row.below}" if row.below else "-")
         times = [m["wall_time_s"] for m in metrics if "wall_time_s" in m]
-        lines.append([row.label, expected, _cell(ads), _cell([m["gamma"] for m in metrics if "gamma" in m]),
-                      _cell([m[row.recon_key] for m in metrics if math.isfinite(m.get(row.recon_key, math.nan))]),
+        lines.append([row.label, expected, mean_std(ads), mean_std([m["gamma"] for m in metrics if "gamma" in m]),
+                      mean_std([m[row.recon_key] for m in metrics if math.isfinite(m.get(row.recon_key, math.nan))]),
                       f"{len(metrics)}/{n_runs}", f"{statistics.fmean(times):.0f}" if times else "-", verdict])
     header = ["setting", "expected AD", "measured AD", "gamma", "recon MSE", "jobs", "s/run", "result"]
     return markdown_table(header, lines), failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per setting")
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib launcher) per setting")
-    parser.add_argument("--out", type=Path, default=None, help="folder of the sweeps")
-    parser.add_argument("--only", default=None, help="run only the settings whose label contains this text")
-    parser.add_argument("--full", action="store_true", help="the paper's sizes (the *_full experiments)")
-    parser.add_argument("--table-only", action="store_true", help="rebuild the table from the runs on disk")
-    parser.add_argument("--list", action="store_true", help="print the settings and their commands, run nothing")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for every job, e.g. trainer=gpu")
-    args = parser.parse_args(argv)
-    if args.seeds < 1 or args.n_jobs < 1:
-        parser.error("--seeds and --n-jobs must be >= 1")
-    settings, rows = settings_and_rows([-20, -10, -5, 0, 5, 10, 20] if args.full else [-5, 0, 5])
-    if args.full:  # every experiment=manifold_tN_... becomes its _full variant
-        for s in settings:
-            s.overrides = [o + "_full" if o.startswith("experiment=") else o for o in s.overrides]
-    out = args.out or Path(os.environ.get("VAELAB_LOG_DIR", "outputs")) / "reproduce" / (
-        "manifold_full" if args.full else "manifold")
-    chosen = [s for s in settings if args.only is None or args.only in s.label]
-    if not chosen:
-        parser.error(f"--only {args.only!r} matches none of: {', '.join(s.label for s in settings)}")
-    seeds = list(range(args.seeds))
-    if args.list:
-        for s in chosen:
-            print(f"{s.label}: {shlex.join(command(s, seeds, sweep_dir(out, s), args.n_jobs, False, args.overrides)[2:])}")
-        return 0
-    if not args.table_only:
-        for setting in chosen:
-            run_setting(setting, seeds, out, args.n_jobs, False, args.overrides)
-    text, failed = table([r for r in rows if r.setting in chosen], out)
-    report = (f"## Learning manifold dimensions with CVAEs (Zheng et al. 2022)\n\n{text}\n\n"
-              f"Command: `{shlex.join(['python', *sys.argv])}`  \nMachine: {machine()}  \nRuns: `{out}`\n")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(report)
-    print(report)
-    return 1 if failed else 0
+    rows: list[Row] = []
+
+    def settings(full: bool) -> list[Setting]:
+        chosen, table_rows = settings_and_rows([-20, -10, -5, 0, 5, 10, 20] if full else [-5, 0, 5])
+        if full:  # every experiment=manifold_tN_... becomes its _full variant
+            for s in chosen:
+                s.overrides = [o + "_full" if o.startswith("experiment=") else o for o in s.overrides]
+        rows.extend(table_rows)
+        return chosen
+
+    return reproduce.main(settings, "Learning manifold dimensions with CVAEs (Zheng et al. 2022)", [], argv,
+                          table=lambda chosen, out: table([r for r in rows if r.setting in chosen], out))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"],  # models that need data oth
               "model=text_vae": ["data=ptb"],
               "model=cvae": ["data=conditional_manifold"], "model=cvae_lstm": ["data=arma_sequence"],  # need c
               "model=cvae_conv": ["data=mnist", "data.condition=true"],
+              "model=bernoulli_mlp": ["data=mnist"], "model=pixelcnn": ["data=mnist"],  # x in [0, 1]
               **{f"data={d}": ["model=text_vae"] for d in ("ptb", "yahoo", "yahoo_local")}}
 NOT_SHARED = {"data=yahoo": "yahoo.train.txt"}  # files absent from the shared data (SOURCES.md): the error names them
 

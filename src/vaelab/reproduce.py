@@ -77,7 +77,8 @@ def run_setting(setting: Setting, seeds: Sequence[int], out: Path, n_jobs: int =
     return load_runs(directory) if directory.is_dir() else []
 
 
-def _cell(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """'mean ± std' (ddof 1) of the values, one value alone, '-' for none."""
     if not values:
         return "-"
     mean = statistics.fmean(values)
@@ -93,7 +94,7 @@ def table_rows(settings: Sequence[Setting], out: Path, metrics: Sequence[str]) -
         directory = sweep_dir(out, setting)
         runs = load_runs(directory) if directory.is_dir() else []
         done = [r.metrics for r in runs if r.status == "completed"]
-        cells = [_cell([m[k] for m in done if k in m and math.isfinite(m[k])]) for k in metrics]
+        cells = [mean_std([m[k] for m in done if k in m and math.isfinite(m[k])]) for k in metrics]
         times = [m["wall_time_s"] for m in done if "wall_time_s" in m]
         verdict = "-" if setting.check is None or not done else ("pass" if setting.check(done) else "FAIL")
         rows.append([setting.label, setting.expected, *cells, f"{len(done)}/{len(runs)}",
@@ -114,9 +115,25 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}, torch_threads per job from the config").strip()
 
 
-def main(settings: Sequence[Setting], title: str, metrics: Sequence[str], argv: Sequence[str] | None = None,
-         default_seeds: int = 3) -> int:
-    """Command line of a topic script: runs the settings (or a subset), then writes and prints the table."""
+Table = Callable[[list[Setting], Path], tuple[str, bool]]
+
+
+def default_table(metrics: Sequence[str]) -> Table:
+    """One row per setting (table_rows); failed when any row's check fails."""
+    def table(chosen: list[Setting], out: Path) -> tuple[str, bool]:
+        rows = table_rows(chosen, out, metrics)
+        header = ["setting", "expected", *metrics, "jobs", "s/run", "result"]
+        return markdown_table(header, rows), any(row[-1] == "FAIL" for row in rows)
+    return table
+
+
+def main(settings: Sequence[Setting] | Callable[[bool], Sequence[Setting]], title: str, metrics: Sequence[str],
+         argv: Sequence[str] | None = None, default_seeds: int = 3, table: Table | None = None) -> int:
+    """Command line of a topic script: runs the settings (or a subset), then writes and prints the table.
+
+    settings: the rows, or a function of ``--full`` returning them (for scripts whose full rows differ in more
+    than extra overrides); table: builds the Markdown from the chosen settings' runs under the output folder
+    (default: default_table(metrics)). Exit code 1 when a row fails its check."""
     parser = argparse.ArgumentParser(description=title)
     parser.add_argument("--seeds", type=int, default=default_seeds, help="seeds 0..N-1 per setting")
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel jobs (joblib launcher) per setting")
@@ -129,6 +146,7 @@ def main(settings: Sequence[Setting], title: str, metrics: Sequence[str], argv: 
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.n_jobs < 1:
         parser.error("--seeds and --n-jobs must be >= 1")
+    settings = list(settings(args.full) if callable(settings) else settings)
     script = Path(sys.argv[0]).stem
     out = args.out or Path(os.environ.get("VAELAB_LOG_DIR", "outputs")) / "reproduce" / (script + ("_full" if args.full else ""))
     chosen = [s for s in settings if args.only is None or args.only in s.label]
@@ -142,12 +160,11 @@ def main(settings: Sequence[Setting], title: str, metrics: Sequence[str], argv: 
     if not args.table_only:
         for setting in chosen:
             run_setting(setting, seeds, out, args.n_jobs, args.full, args.overrides)
-    header = ["setting", "expected", *metrics, "jobs", "s/run", "result"]
-    rows = table_rows(chosen, out, metrics)
-    table = markdown_table(header, rows)
+    markdown, failed = (table or default_table(metrics))(chosen, out)
     invocation = shlex.join(["python", *sys.argv])
-    text = f"## {title}\n\n{table}\n\nCommand: `{invocation}`  \nMachine: {machine()}  \nRuns: `{out}`\n"
+    where = "the runs' own (table rebuilt from disk)" if args.table_only else machine()
+    text = f"## {title}\n\n{markdown}\n\nCommand: `{invocation}`  \nMachine: {where}  \nRuns: `{out}`\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
     print(text)
-    return 1 if any(row[-1] == "FAIL" for row in rows) else 0
+    return 1 if failed else 0
