@@ -76,6 +76,7 @@ class VAETrainingModule(L.LightningModule):
         self.kl_warmup = kl_warmup
         self._steps_per_epoch: int | None = None
         self._step_kl_weight = 1.0
+        self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
 
     def kl_weight(self) -> float:
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
@@ -87,7 +88,7 @@ class VAETrainingModule(L.LightningModule):
         return self.kl_warmup.weight(self.global_step, self._steps_per_epoch)
 
     def _set_model_kl_weight(self, beta: float) -> None:
-        if hasattr(self.model, "kl_weight"):
+        if self._model_takes_kl_weight:
             self.model.kl_weight = beta
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
@@ -99,8 +100,11 @@ class VAETrainingModule(L.LightningModule):
             if max_steps is not None and self.global_step >= max_steps:
                 self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
                 break
-            beta = self._step_kl_weight = self.kl_weight()
-            self._set_model_kl_weight(beta)
+            if self.kl_warmup is not None:  # no per-step work without warm-up (beta stays 1)
+                beta = self._step_kl_weight = self.kl_weight()
+                self._set_model_kl_weight(beta)
+            else:
+                beta = 1.0
             terms = self.model.loss({k: v[i] for k, v in batch.items()})
             if beta != 1.0:
                 terms["loss"] = terms["loss"] + (beta - 1.0) * terms["kl"]
@@ -119,7 +123,8 @@ class VAETrainingModule(L.LightningModule):
             self.last_finite_loss = loss  # the step was taken on finite values
             if self.global_step % log_every == 0:
                 self._log_train(terms, optimizer)
-        self._set_model_kl_weight(1.0)
+        if self.kl_warmup is not None:
+            self._set_model_kl_weight(1.0)
 
     def _clip_gradients(self, optimizer) -> float | None:
         """Clips as Lightning would; returns the total gradient norm (before clipping) for "norm"."""
