@@ -65,3 +65,25 @@ class EnvProbe(L.Callback):
             time.sleep(0.5)
         elif action == "sigint" and trainer.current_epoch == int(epoch):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+class CountStepHooks(L.Callback):
+    """Counts on_before_backward / on_after_backward / on_before_optimizer_step calls (overriding them makes
+    every optimizer step go through Lightning's hook dispatch); writes the counts to the trainer's run dir."""
+
+    def __init__(self):
+        self.counts = {"before_backward": 0, "after_backward": 0, "before_optimizer_step": 0}
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        self.counts["before_backward"] += 1
+
+    def on_after_backward(self, trainer, pl_module):
+        self.counts["after_backward"] += 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.counts["before_optimizer_step"] += 1
+
+    def on_train_end(self, trainer, pl_module):
+        import json
+        import pathlib
+        pathlib.Path(trainer.default_root_dir, "step_hooks.json").write_text(json.dumps(self.counts))

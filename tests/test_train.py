@@ -1,6 +1,7 @@
 """End-to-end runs through the real config: training, the run contract, reproducibility, resume, bad input."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,6 +133,24 @@ def test_same_seed_same_numbers_and_other_seed_differs(make_cfg):
     assert strip(first) == strip(again)
     assert first["elbo"] != other["elbo"]
     assert first["per_dim_encoder_var"] != other["per_dim_encoder_var"]
+
+
+def test_step_hooks_of_callbacks_run_and_do_not_change_the_numbers(make_cfg):
+    """Without step hooks a step skips Lightning's dispatch (plain_single_device); a callback with step hooks
+    gets every call, and both paths give the same numbers."""
+    plain = train(make_cfg(*SHORT, name="plain"))
+    hooked_cfg = make_cfg(*SHORT, "+callbacks.count._target_=helpers.CountStepHooks", name="hooked")
+    hooked = train(hooked_cfg)
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
+    assert strip(plain) == strip(hooked)
+    counts = json.loads((Path(hooked["run_dir"]) / "step_hooks.json").read_text())
+    assert counts == dict.fromkeys(counts, hooked["steps"]) and hooked["steps"] > 0
+    for cfg, fast in ((make_cfg(*SHORT, "trainer.max_epochs=1", name="p1"), True),
+                      (make_cfg(*SHORT, "trainer.max_epochs=1", "+callbacks.count._target_=helpers.CountStepHooks",
+                                name="h1"), False)):
+        run = build(cfg)
+        run.trainer.fit(run.module, datamodule=run.datamodule)
+        assert run.module._fast_steps is fast
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):

@@ -37,6 +37,27 @@ class KLWarmup:
         return min(1.0, self.beta0 + (1.0 - self.beta0) * step / length)
 
 
+STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
+
+def plain_single_device(trainer: L.Trainer) -> bool:
+    """Whether an optimizer step can skip Lightning's per-step dispatch (backward and optimizer.step through the
+    strategy and precision plugin, and the ``STEP_HOOKS`` of every callback and of the module): one device,
+    full precision, and no callback or module that overrides a step hook. On CPU this dispatch costs about
+    0.1-0.3 ms per step, a tenth of a small model's step. Otherwise (DDP, mixed precision, a callback with
+    step hooks) every step goes through Lightning."""
+    from lightning.pytorch.plugins.precision import Precision
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
+        return False
+    hooked = [*trainer.callbacks, trainer.lightning_module]
+    return not any(is_overridden(hook, obj, parent) for hook in STEP_HOOKS
+                   for obj, parent in ((o, L.LightningModule if isinstance(o, L.LightningModule) else L.Callback)
+                                       for o in hooked))
+
+
 class VAETrainingModule(L.LightningModule):
     """Minimises ``model.loss(batch)["loss"]`` (negative ELBO, nats per sample).
 
@@ -77,6 +98,10 @@ class VAETrainingModule(L.LightningModule):
         self._steps_per_epoch: int | None = None
         self._step_kl_weight = 1.0
         self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
+        self._fast_steps = False  # set when training starts: see plain_single_device
+
+    def on_train_start(self) -> None:
+        self._fast_steps = plain_single_device(self.trainer)
 
     def kl_weight(self) -> float:
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
@@ -96,6 +121,7 @@ class VAETrainingModule(L.LightningModule):
         scheduler = self.lr_schedulers()
         log_every = self.trainer.log_every_n_steps
         max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
+        fast = self._fast_steps
         for i in range(len(batch["x"])):
             if max_steps is not None and self.global_step >= max_steps:
                 self.trainer.should_stop = True  # Lightning checks max_steps only between fetches
@@ -112,12 +138,20 @@ class VAETrainingModule(L.LightningModule):
             if not math.isfinite(loss):
                 self._diverged("loss", loss, terms)
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(terms["loss"])
+            if fast:
+                terms["loss"].backward()
+            else:
+                self.manual_backward(terms["loss"])
             if self.gradient_clip_val:
                 grad_norm = self._clip_gradients(optimizer)
                 if grad_norm is not None and not math.isfinite(grad_norm):
                     self._diverged("gradient norm", grad_norm, terms)
-            optimizer.step()
+            if fast:  # what LightningOptimizer.step does, without the strategy/precision/callback hook dispatch
+                optimizer._on_before_step()
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             self.last_finite_loss = loss  # the step was taken on finite values
