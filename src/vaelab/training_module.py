@@ -101,7 +101,9 @@ class VAETrainingModule(L.LightningModule):
         self._fast_steps = False  # set when training starts: see plain_single_device
 
     def on_train_start(self) -> None:
-        self._fast_steps = plain_single_device(self.trainer)
+        optimizer = self.optimizers()  # the fast path uses the step-counting hooks Lightning installs on it
+        self._fast_steps = plain_single_device(self.trainer) and all(
+            hasattr(optimizer, name) for name in ("_on_before_step", "_on_after_step", "optimizer"))
 
     def kl_weight(self) -> float:
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
