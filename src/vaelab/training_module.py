@@ -43,19 +43,18 @@ STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_st
 def plain_single_device(trainer: L.Trainer) -> bool:
     """Whether an optimizer step can skip Lightning's per-step dispatch (backward and optimizer.step through the
     strategy and precision plugin, and the ``STEP_HOOKS`` of every callback and of the module): one device,
-    full precision, and no callback or module that overrides a step hook. On CPU this dispatch costs about
-    0.1-0.3 ms per step, a tenth of a small model's step. Otherwise (DDP, mixed precision, a callback with
-    step hooks) every step goes through Lightning."""
+    full precision, and no callback or module that overrides a step hook. This dispatch was about a tenth of a
+    profiled 1500-step CPU fit at batch 1024. Otherwise (DDP, mixed precision, a callback with step hooks)
+    every step goes through Lightning."""
     from lightning.pytorch.plugins.precision import Precision
     from lightning.pytorch.strategies import SingleDeviceStrategy
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
     if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
         return False
-    hooked = [*trainer.callbacks, trainer.lightning_module]
-    return not any(is_overridden(hook, obj, parent) for hook in STEP_HOOKS
-                   for obj, parent in ((o, L.LightningModule if isinstance(o, L.LightningModule) else L.Callback)
-                                       for o in hooked))
+    hooked = [(callback, L.Callback) for callback in trainer.callbacks]
+    hooked.append((trainer.lightning_module, L.LightningModule))
+    return not any(is_overridden(hook, obj, parent) for obj, parent in hooked for hook in STEP_HOOKS)
 
 
 class VAETrainingModule(L.LightningModule):
