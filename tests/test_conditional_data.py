@@ -7,7 +7,7 @@ import torch
 
 from conftest import SHARED_DATA
 from vaelab.data.conditional_manifold import (ARMASequenceData, ConditionalManifoldData, ContinuousGroupsData,
-                                              UnionManifoldData, arma_series, split_sizes)
+                                              UnionManifoldData, arma_series, split_sizes, well_conditioned_linear)
 from vaelab.data.synthetic_manifold import SyntheticManifoldData, embed, random_linear
 from vaelab.errors import ConfigError
 
@@ -52,11 +52,30 @@ def test_conditional_manifold_shapes_spec_and_same_x_as_the_unconditional_data()
 def test_linear_condition_is_an_invertible_map_of_the_first_t_latents(r, t):
     rows = all_rows(ConditionalManifoldData(manifold_dim=r, condition_rank=t, ambient_dim=10, n_samples=500,
                                             data_seed=7))
-    a, bias = random_linear(t, t, torch.Generator().manual_seed(7 + 1))
+    a, bias = well_conditioned_linear(t, 10.0, 7 + 1)
     u_head = rows["z_true"][:, :t]
     torch.testing.assert_close(rows["c"], u_head @ a.T + bias)
     recovered = torch.linalg.solve(a.double(), (rows["c"].double() - bias.double()).T).T
     torch.testing.assert_close(recovered, u_head.double(), atol=1e-4, rtol=1e-4)  # c determines u_1..u_t
+
+
+def test_condition_matrix_is_redrawn_until_its_condition_number_is_bounded():
+    def cond(a: torch.Tensor) -> float:
+        s = torch.linalg.svdvals(a.double())
+        return float(s[0] / s[-1])
+
+    first, _ = random_linear(9, 9, torch.Generator().manual_seed(1235))  # the T1 data at t = 9 (data_seed 1234)
+    assert cond(first) > 40
+    bounded, _ = well_conditioned_linear(9, 10.0, 1235)
+    assert cond(bounded) <= 10.0
+    unbounded, _ = well_conditioned_linear(9, None, 1235)
+    torch.testing.assert_close(unbounded, first)
+    ok, _ = random_linear(3, 3, torch.Generator().manual_seed(1235))  # cond 4.6: a bound it meets changes nothing
+    torch.testing.assert_close(well_conditioned_linear(3, 10.0, 1235)[0], ok)
+    with pytest.raises(ConfigError, match="data.max_condition_number"):
+        well_conditioned_linear(9, 1.0001, 1235)
+    with pytest.raises(ConfigError, match="data.max_condition_number=0.5"):
+        ConditionalManifoldData(max_condition_number=0.5)
 
 
 def test_sqrt_abs_condition_is_the_root_of_the_linear_one():
