@@ -177,7 +177,8 @@ def build(cfg: DictConfig) -> Run:
     module = VAETrainingModule(model, _instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
                                gradient_clip_val=clip["gradient_clip_val"],
                                gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm",
-                               kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None)
+                               kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None,
+                               compile_loss=bool(cfg.get("compile", False)))
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,

@@ -71,7 +71,8 @@ class VAETrainingModule(L.LightningModule):
     DivergenceError before the step is taken. ``kl_warmup`` (a KLWarmup or None): the minimised loss is
     ``loss + (beta - 1) * kl`` (= recon_nll + beta * kl for the plain ELBO), logged as ``train/kl_weight``;
     a model with a ``kl_weight`` attribute (SemiAmortized) gets beta set during training steps and 1 otherwise.
-    Validation runs with the
+    ``compile_loss``: training steps call ``torch.compile(model.loss)`` (evaluation stays eager); the compiled
+    graph draws its random numbers as eager code does (inductor's ``fallback_random``). Validation runs with the
     global RNG forked and seeded by ``eval_seed`` so it never shifts the training random stream, and
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
@@ -79,7 +80,7 @@ class VAETrainingModule(L.LightningModule):
     def __init__(self, model: LatentVariableModel, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None, eval_seed: int = 0,
                  gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm",
-                 kl_warmup: KLWarmup | None = None):
+                 kl_warmup: KLWarmup | None = None, compile_loss: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -98,6 +99,12 @@ class VAETrainingModule(L.LightningModule):
         self._step_kl_weight = 1.0
         self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
         self._fast_steps = False  # set when training starts: see plain_single_device
+        self.compile_loss = compile_loss
+        self._train_loss = model.loss
+        if compile_loss:
+            import torch._inductor.config as inductor_config
+            inductor_config.fallback_random = True  # the same random stream as eager code (seeded runs)
+            self._train_loss = torch.compile(model.loss, dynamic=False)
 
     def on_train_start(self) -> None:
         optimizer = self.optimizers()  # the fast path uses the step-counting hooks Lightning installs on it
@@ -132,7 +139,7 @@ class VAETrainingModule(L.LightningModule):
                 self._set_model_kl_weight(beta)
             else:
                 beta = 1.0
-            terms = self.model.loss({k: v[i] for k, v in batch.items()})
+            terms = self._train_loss({k: v[i] for k, v in batch.items()})
             if beta != 1.0:
                 terms["loss"] = terms["loss"] + (beta - 1.0) * terms["kl"]
             loss = terms["loss"].item()  # the divergence check, every step (a few microseconds on CPU)
