@@ -28,6 +28,8 @@ def test_table_rows_from_runs_on_disk(tmp_path):
     assert rows[1] == ["r=4", "4", "3.5 ± 0.71", "-", "2/3", "6", "FAIL"]
     table = reproduce.markdown_table(["setting", "expected", "active_dims", "gamma", "jobs", "s/run", "result"], rows)
     assert table.splitlines()[1] == "|---|---|---|---|---|---|---|"
+    piped = reproduce.markdown_table(["setting", "result"], [["t=5 c=|Au|^0.5", "pass"]]).splitlines()[2]
+    assert piped == r"| t=5 c=\|Au\|^0.5 | pass |"  # a pipe inside a cell does not split it
 
 
 def test_checks():

@@ -103,8 +103,10 @@ def table_rows(settings: Sequence[Setting], out: Path, metrics: Sequence[str]) -
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+    """A Markdown table; a "|" inside a cell (e.g. the label c=|Au|^0.5) is escaped."""
+    def line(cells: Sequence) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
 def machine() -> str:
