@@ -207,6 +207,13 @@ def test_unknown_config_option_names_the_choices(make_cfg):
         make_cfg("data=no_such_dataset")
 
 
+def test_null_for_a_config_group_says_what_to_write_instead():
+    from vaelab.train import null_group_override
+    assert "kl_warmup.beta0=1" in null_group_override(["experiment=manifold_t1_cvae_std_prior", "kl_warmup=null"])
+    assert "~inference" in null_group_override(["inference=null"])
+    assert null_group_override(["ckpt_path=null", "model.prior=standard", "kl_warmup=linear"]) is None
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "VAELAB_LOG_DIR": str(cwd / "outputs")}
     return subprocess.run([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=env,

@@ -402,6 +402,24 @@ def check_run_dir(argv: list[str]) -> None:
                              f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}")
 
 
+GROUP_OFF_HINTS = {"kl_warmup": "kl_warmup.beta0=1 keeps the KL weight at 1 (no warm-up)"}
+
+
+def null_group_override(argv: list[str]) -> str | None:
+    """``group=null`` for a config group (e.g. kl_warmup=null) is not a Hydra override (it fails with a bare
+    ValueError); returns what to write instead, or None."""
+    import vaelab.conf
+
+    conf = Path(vaelab.conf.__file__).resolve().parent
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if value.strip("'\"") == "null" and (conf / key.lstrip("+")).is_dir():
+            hint = GROUP_OFF_HINTS.get(key.lstrip("+"), f"~{key.lstrip('+')} drops it from the defaults")
+            return (f"{arg}: a config group cannot be set to null on the command line; pick one of its options "
+                    f"({key.lstrip('+')}=<option>), or: {hint}")
+    return None
+
+
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # outside training (where LastCheckpoint handles it) SIGTERM acts like Ctrl-C
 
@@ -411,7 +429,7 @@ def cli() -> None:
     expands ``resume=``, refuses to overwrite a run, then hands over to Hydra."""
     from vaelab.sweep import missing_plugin
 
-    problem = missing_plugin(sys.argv[1:])
+    problem = missing_plugin(sys.argv[1:]) or null_group_override(sys.argv[1:])
     try:
         argv = expand_resume(sys.argv[1:])
         check_run_dir(argv)
