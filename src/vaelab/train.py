@@ -402,7 +402,8 @@ def check_run_dir(argv: list[str]) -> None:
                              f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}")
 
 
-GROUP_OFF_HINTS = {"kl_warmup": "kl_warmup.beta0=1 keeps the KL weight at 1 (no warm-up)"}
+GROUP_OFF_HINTS = {"kl_warmup": "where an experiment turned the warm-up on, kl_warmup.beta0=1 keeps the KL weight "
+                                 "at 1 (no warm-up)"}
 
 
 def null_group_override(argv: list[str]) -> str | None:
@@ -414,9 +415,11 @@ def null_group_override(argv: list[str]) -> str | None:
     for arg in argv:
         key, _, value = arg.partition("=")
         if value.strip("'\"") == "null" and (conf / key.lstrip("+")).is_dir():
-            hint = GROUP_OFF_HINTS.get(key.lstrip("+"), f"~{key.lstrip('+')} drops it from the defaults")
+            group = key.lstrip("+")
+            hint = GROUP_OFF_HINTS.get(group, "one an experiment turned on stays on (its values would be left "
+                                              "without their class): use a run without that experiment")
             return (f"{arg}: a config group cannot be set to null on the command line; pick one of its options "
-                    f"({key.lstrip('+')}=<option>), or: {hint}")
+                    f"({group}=<option>), or leave it out; {hint}")
     return None
 
 

@@ -99,17 +99,22 @@ class VAETrainingModule(L.LightningModule):
         self._step_kl_weight = 1.0
         self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
         self._fast_steps = False  # set when training starts: see plain_single_device
+        if compile_loss and kl_warmup is not None and self._model_takes_kl_weight:
+            raise ConfigError("compile=true with a KL warm-up and inference=sa: the SVI steps read the KL weight "
+                              "as a Python number, so the compiled loss would be recompiled at every step; "
+                              "drop compile=true (or the warm-up)")
         self.compile_loss = compile_loss
-        self._train_loss = model.loss
-        if compile_loss:
-            import torch._inductor.config as inductor_config
-            inductor_config.fallback_random = True  # the same random stream as eager code (seeded runs)
-            self._train_loss = torch.compile(model.loss, dynamic=False)
+        self._train_loss = model.loss  # compiled when training starts (in the training process: picklable)
 
     def on_train_start(self) -> None:
         optimizer = self.optimizers()  # the fast path uses the step-counting hooks Lightning installs on it
         self._fast_steps = plain_single_device(self.trainer) and all(
             hasattr(optimizer, name) for name in ("_on_before_step", "_on_after_step", "optimizer"))
+        if self.compile_loss:
+            import torch._inductor.config as inductor_config
+            inductor_config.fallback_random = True  # the same random stream as eager code (seeded runs)
+            # dynamic=None: a second batch shape (text: one length per bucket) compiles one dynamic graph
+            self._train_loss = torch.compile(self.model.loss)
 
     def kl_weight(self) -> float:
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
