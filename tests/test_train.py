@@ -180,6 +180,14 @@ def test_compile_is_refused_where_the_loss_reads_a_changing_python_number():
     VAETrainingModule(model, torch.optim.Adam, kl_warmup=KLWarmup(0.1, epochs=1))  # eager: fine
 
 
+def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(make_cfg, monkeypatch):
+    import torch._inductor.config as inductor_config
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "no-such-cxx-compiler"))
+    with pytest.raises(ConfigError, match="compile=true needs a C.. compiler .*set compile=false"):
+        build(make_cfg(*SHORT, "compile=true"))
+    build(make_cfg(*SHORT))  # compile=false: no compiler needed
+
+
 def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):
     uninterrupted = train(make_cfg(*SHORT, name="full"))
     with pytest.raises(RunInterrupted):  # the epoch finishes, last.ckpt is saved

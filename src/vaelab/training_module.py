@@ -57,6 +57,17 @@ def plain_single_device(trainer: L.Trainer) -> bool:
     return not any(is_overridden(hook, obj, parent) for obj, parent in hooked for hook in STEP_HOOKS)
 
 
+def require_cpp_compiler() -> None:
+    """Raises ConfigError when torch.compile's inductor finds no working C++ compiler (it would fail at the
+    first training step otherwise)."""
+    from torch._inductor import cpp_builder
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as err:  # InvalidCxxCompiler (its module path moves between torch versions)
+        raise ConfigError(f"compile=true needs a C++ compiler for torch.compile ({err}); install one (e.g. g++) "
+                          "or set compile=false") from None
+
+
 class VAETrainingModule(L.LightningModule):
     """Minimises ``model.loss(batch)["loss"]`` (negative ELBO, nats per sample).
 
@@ -103,6 +114,8 @@ class VAETrainingModule(L.LightningModule):
             raise ConfigError("compile=true with a KL warm-up and inference=sa: the SVI steps read the KL weight "
                               "as a Python number, so the compiled loss would be recompiled at every step; "
                               "drop compile=true (or the warm-up)")
+        if compile_loss:
+            require_cpp_compiler()
         self.compile_loss = compile_loss
         self._train_loss = model.loss  # compiled when training starts (in the training process: picklable)
 
