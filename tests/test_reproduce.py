@@ -1,5 +1,6 @@
 """vaelab.reproduce: table rows from runs on disk (exact numbers), pass/fail checks, and one real tiny multirun."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -35,19 +36,27 @@ def test_table_rows_from_runs_on_disk(tmp_path):
 def test_ivae_table_compares_the_baselines_with_the_ivae_on_shared_seeds(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "scripts"))
     import reproduce_ivae as script
-    ivae, vae, beta = (next(s for s in script.SETTINGS if s.label == label)
-                       for label in ("iVAE 2-D", "VAE 2-D", "beta-VAE 2-D"))
-    for setting, mccs in ((ivae, [0.96, 0.95, 0.99]), (vae, [0.80, 0.82]), (beta, [0.70, 0.90])):
+    ivae, vae, beta, vae_5d = (script.BY_LABEL[label] for label in ("iVAE 2-D", "VAE 2-D", "beta-VAE 2-D", "VAE 5-D"))
+    for setting, mccs in ((ivae, [0.95, 0.96, 0.99]), (vae, [0.80, 0.81]), (beta, [0.70, 0.90])):
         for seed, mcc in enumerate(mccs):
             write_run(reproduce.sweep_dir(tmp_path, setting) / f"{seed}_seed={seed}", "completed", seed=seed,
                       mcc=mcc, elbo=-3.0, wall_time_s=60.0 + seed)
-    markdown, failed = script.table([ivae, vae, beta], tmp_path)
+    older = reproduce.sweep_dir(tmp_path, vae) / "0_other_name,seed=0"  # an older run of seed 0: not counted
+    write_run(older, "completed", seed=0, mcc=0.5, elbo=-9.0, wall_time_s=1.0)
+    os.utime(older / "metrics.json", (0, 0))
+    write_run(reproduce.sweep_dir(tmp_path, vae_5d) / "0_seed=7", "completed", seed=7, mcc=0.7, elbo=-9.0)
+    markdown, failed = script.table([ivae, vae, beta, vae_5d], tmp_path)
     rows = [line.split(" | ") for line in markdown.splitlines()[2:]]
-    assert rows[0][2:4] == ["0.9667 ± 0.021", "0.960, 0.950, 0.990"] and rows[0][-1] == "pass |"
-    # seeds 0 and 1 only (the iVAE's seed 2 has no partner): 0.955 - 0.81 = 0.145 < 0.15
-    assert rows[1][5] == "0.145 (2 seeds)" and rows[1][-1] == "FAIL |"
+    assert rows[0][2:4] == ["0.9667 ± 0.021", "0.950, 0.960, 0.990"] and rows[0][-1] == "pass |"
+    # seeds 0 and 1 only (the iVAE's seed 2 has no partner): 0.955 - 0.805 = 0.15 (0.1499999... in floats)
+    assert rows[1][2:7] == ["0.805 ± 0.0071", "0.800, 0.810", "-3 ± 0", "0.150 (2 seeds)", "2/3"]
+    assert rows[1][-1] == "pass |"
     assert rows[2][5] == "0.155 (2 seeds)" and rows[2][-1] == "pass |"
-    assert failed
+    assert rows[3][5] == "no iVAE 5-D runs on these seeds" and rows[3][-1] == "- |"
+    assert not failed
+    write_run(reproduce.sweep_dir(tmp_path, beta) / "2_seed=2", "completed", seed=2, mcc=0.95, elbo=-3.0)
+    markdown, failed = script.table([ivae, beta], tmp_path)
+    assert markdown.splitlines()[3].split(" | ")[5] == "0.117 (3 seeds)" and failed
 
 
 def test_checks():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
+import shutil
 from typing import Any, Callable
 
 import lightning as L
@@ -60,7 +62,13 @@ def plain_single_device(trainer: L.Trainer) -> bool:
 def require_cpp_compiler() -> None:
     """Raises ConfigError when torch.compile's inductor finds no working C++ compiler (it would fail at the
     first training step otherwise)."""
-    from torch._inductor import cpp_builder
+    try:
+        from torch._inductor import cpp_builder  # torch >= 2.4
+    except ImportError:  # older torch: look for the compiler inductor calls by default
+        if shutil.which(os.environ.get("CXX", "g++")) is None:
+            raise ConfigError("compile=true needs a C++ compiler for torch.compile (none found: set CXX or install "
+                              "g++) or set compile=false") from None
+        return
     try:
         cpp_builder.get_cpp_compiler()
     except Exception as err:  # InvalidCxxCompiler (its module path moves between torch versions)
@@ -83,7 +91,8 @@ class VAETrainingModule(L.LightningModule):
     ``loss + (beta - 1) * kl`` (= recon_nll + beta * kl for the plain ELBO), logged as ``train/kl_weight``;
     a model with a ``kl_weight`` attribute (SemiAmortized) gets beta set during training steps and 1 otherwise.
     ``compile_loss``: training steps call ``torch.compile(model.loss)`` (evaluation stays eager); the compiled
-    graph draws its random numbers as eager code does (inductor's ``fallback_random``). Validation runs with the
+    graph draws its random numbers as eager code does (inductor's ``fallback_random``); without a C++ compiler
+    the constructor raises ConfigError. Validation runs with the
     global RNG forked and seeded by ``eval_seed`` so it never shifts the training random stream, and
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
