@@ -34,7 +34,7 @@ GROUP_RANKS, GROUP_R = [2, 4, 6, 8, 10], 12  # conf/data/continuous_groups.yaml
 @dataclass
 class Row:
     """One table row: read `ad_key` / `recon_key` of the runs of `setting`; `expected` is the AD it should
-    have (None: compared with the row labelled `below`, whose mean AD it must be under)."""
+    have (None: compared with the row labelled `below`, whose mean AD it must be under; neither: no verdict)."""
 
     label: str
     setting: Setting
@@ -81,21 +81,26 @@ def settings_and_rows(gamma_inits: list[float]) -> tuple[list[Setting], list[Row
     return settings, rows
 
 
-def table(rows: list[Row], out: Path) -> tuple[str, bool]:
-    """The Markdown table from the runs on disk, and whether any row failed."""
-    done = {}
-    for row in rows:
-        directory = sweep_dir(out, row.setting)
-        runs = load_runs(directory) if directory.is_dir() else []
-        done[row.label] = ([r.metrics for r in runs if r.status == "completed"], len(runs))
+def completed_runs(out: Path, setting: Setting) -> tuple[list[dict[str, float]], int]:
+    """The metrics of the setting's completed runs on disk, and the number of runs found (any status)."""
+    directory = sweep_dir(out, setting)
+    runs = load_runs(directory) if directory.is_dir() else []
+    return [r.metrics for r in runs if r.status == "completed"], len(runs)
+
+
+def table(rows: list[Row], out: Path, all_rows: list[Row] | None = None) -> tuple[str, bool]:
+    """The Markdown table of `rows` from the runs on disk, and whether any row failed; a row's `below`
+    reference is looked up in `all_rows` (default: `rows`) and read from disk even when it is not shown."""
+    by_label = {row.label: row for row in (all_rows or rows)}
     lines, failed = [], False
     for row in rows:
-        metrics, n_runs = done[row.label]
+        metrics, n_runs = completed_runs(out, row.setting)
         ads = [m[row.ad_key] for m in metrics if row.ad_key in m]
-        if not ads:
+        if not ads or (row.expected is None and row.below is None):
             verdict = "-"
         elif row.below is not None:
-            reference = [m["active_dims"] for m in done.get(row.below, ([], 0))[0]]
+            reference = [m["active_dims"] for m in completed_runs(out, by_label[row.below].setting)[0]
+                         if "active_dims" in m]
             verdict = "-" if not reference else (
                 "pass" if statistics.fmean(ads) < statistics.fmean(reference) else "FAIL")
         else:
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return chosen
 
     return reproduce.main(settings, "Learning manifold dimensions with CVAEs (Zheng et al. 2022)", [], argv,
-                          table=lambda chosen, out: table([r for r in rows if r.setting in chosen], out))
+                          table=lambda chosen, out: table([r for r in rows if r.setting in chosen], out, rows))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,24 @@ def test_ivae_table_compares_the_baselines_with_the_ivae_on_shared_seeds(tmp_pat
     assert markdown.splitlines()[3].split(" | ")[5] == "0.117 (3 seeds)" and failed
 
 
+def test_manifold_table_compares_the_cvae_with_the_vae_row_read_from_disk(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "scripts"))
+    import reproduce_manifold as script
+    _, rows = script.settings_and_rows([0])
+    vae, cvae = (next(r for r in rows if r.label == label) for label in ("T2 VAE mnist", "T4 CVAE mnist"))
+    for row, ads in ((vae, [30, 31]), (cvae, [29, 31])):
+        for seed, ad in enumerate(ads):
+            write_run(reproduce.sweep_dir(tmp_path, row.setting) / f"{seed}_seed={seed}", "completed", seed=seed,
+                      active_dims=ad, gamma=5e-3, recon_mse=5e-3)
+    markdown, failed = script.table([vae, cvae], tmp_path)
+    verdicts = [line.rsplit(" | ", 1)[-1] for line in markdown.splitlines()[2:]]
+    assert verdicts == ["- |", "pass |"] and not failed  # the VAE row has no expected AD: no verdict
+    markdown, _ = script.table([cvae], tmp_path, rows)  # the VAE row not shown: still read from disk
+    assert markdown.splitlines()[2].endswith("| pass |")
+    write_run(reproduce.sweep_dir(tmp_path, cvae.setting) / "2_seed=2", "completed", seed=2, active_dims=40)
+    assert script.table([cvae], tmp_path, rows)[1]  # 33.3 is not below 30.5
+
+
 def test_checks():
     assert mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.86}])
     assert not mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.8}])
