@@ -13,8 +13,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from vaelab.reproduce import Setting, main, markdown_table, mean_at_least, mean_std, sweep_dir
-from vaelab.summarize import load_runs
+from vaelab.reproduce import Setting, completed_runs, main, markdown_table, mean_at_least, mean_std
 
 GAP = 0.15  # the baselines' mean MCC must be this far below the iVAE's
 
@@ -31,29 +30,19 @@ BASELINE_OF = {"VAE 5-D": "iVAE 5-D", "beta-VAE 5-D": "iVAE 5-D", "VAE 2-D": "iV
                "beta-VAE 2-D": "iVAE 2-D"}  # baseline row -> the iVAE row it is compared with
 
 
-def runs_by_seed(out: Path, setting: Setting) -> tuple[dict[int, dict[str, float]], int]:
-    """{seed: metrics} of the setting's completed runs on disk (of two runs of one seed, the newer one) and the
-    number of runs found (any status)."""
-    directory = sweep_dir(out, setting)
-    runs = load_runs(directory) if directory.is_dir() else []
-    done = sorted((r for r in runs if r.status == "completed" and "seed" in r.metrics),
-                  key=lambda r: (directory / r.path / "metrics.json").stat().st_mtime)
-    return {int(r.metrics["seed"]): r.metrics for r in done}, len(runs)
-
-
 def table(chosen: list[Setting], out: Path) -> tuple[str, bool]:
     """One row per setting, one run per seed: MCC (in [0, 1]) mean ± std and per seed in seed order, test ELBO
     (nats per point), the gap to the iVAE row's mean MCC on the seeds both rows have, jobs, min-max wall seconds
     per run, and pass/fail (iVAE rows: their bound; baselines: gap >= GAP)."""
     lines, failed = [], False
     for setting in chosen:
-        runs, n_runs = runs_by_seed(out, setting)
+        runs, n_runs = completed_runs(out, setting)
         mcc = {seed: m["mcc"] for seed, m in runs.items() if math.isfinite(m.get("mcc", math.nan))}
         gap, verdict = "-", "-"
         if setting.check is not None and runs:
             verdict = "pass" if setting.check(list(runs.values())) else "FAIL"
         if setting.label in BASELINE_OF:
-            reference, _ = runs_by_seed(out, BY_LABEL[BASELINE_OF[setting.label]])
+            reference, _ = completed_runs(out, BY_LABEL[BASELINE_OF[setting.label]])
             shared = sorted(set(reference) & set(mcc))
             if shared:
                 value = statistics.fmean(reference[s]["mcc"] for s in shared) - statistics.fmean(mcc[s] for s in shared)

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaelab import reproduce
-from vaelab.reproduce import Setting, markdown_table, mean_std, sweep_dir
-from vaelab.summarize import load_runs
+from vaelab.reproduce import Setting, completed_runs, markdown_table, mean_std
 
 T1, T3 = "experiment=manifold_t1_cvae_std_prior", "experiment=manifold_t3_learned_prior"
 UNION_DIMS = [1, 2, 3, 4, 5]           # conf/data/union_manifold.yaml: class_manifold_dims
@@ -81,25 +80,19 @@ def settings_and_rows(gamma_inits: list[float]) -> tuple[list[Setting], list[Row
     return settings, rows
 
 
-def completed_runs(out: Path, setting: Setting) -> tuple[list[dict[str, float]], int]:
-    """The metrics of the setting's completed runs on disk, and the number of runs found (any status)."""
-    directory = sweep_dir(out, setting)
-    runs = load_runs(directory) if directory.is_dir() else []
-    return [r.metrics for r in runs if r.status == "completed"], len(runs)
-
-
 def table(rows: list[Row], out: Path, all_rows: list[Row] | None = None) -> tuple[str, bool]:
     """The Markdown table of `rows` from the runs on disk, and whether any row failed; a row's `below`
     reference is looked up in `all_rows` (default: `rows`) and read from disk even when it is not shown."""
     by_label = {row.label: row for row in (all_rows or rows)}
     lines, failed = [], False
     for row in rows:
-        metrics, n_runs = completed_runs(out, row.setting)
+        by_seed, n_runs = completed_runs(out, row.setting)
+        metrics = list(by_seed.values())
         ads = [m[row.ad_key] for m in metrics if row.ad_key in m]
         if not ads or (row.expected is None and row.below is None):
             verdict = "-"
         elif row.below is not None:
-            reference = [m["active_dims"] for m in completed_runs(out, by_label[row.below].setting)[0]
+            reference = [m["active_dims"] for m in completed_runs(out, by_label[row.below].setting)[0].values()
                          if "active_dims" in m]
             verdict = "-" if not reference else (
                 "pass" if statistics.fmean(ads) < statistics.fmean(reference) else "FAIL")

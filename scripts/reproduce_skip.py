@@ -18,8 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from vaelab.reproduce import Setting, main, sweep_dir
-from vaelab.summarize import load_runs
+from vaelab.reproduce import Setting, completed_runs, main
 
 TITLE = "Skip-VAE: standard vs skip decoders"
 METRICS = ["iw_nll", "elbo", "kl", "mi", "active_units", "probe_accuracy", "iw_ppl"]  # iw_ppl: text rows
@@ -37,9 +36,7 @@ def skip_beats(standard_label: str):
     """The check of a skip row: paired by seed with the completed runs of the row `standard_label`, every seed
     has higher mi, at least as many active units, higher probe accuracy, and iw_nll within 1 nat."""
     def check(skip_runs: list[dict]) -> bool:
-        directory = sweep_dir(_out_dir(sys.argv[1:]), next(s for s in SETTINGS if s.label == standard_label))
-        runs = load_runs(directory) if directory.is_dir() else []
-        standard = {r.metrics["seed"]: r.metrics for r in runs if r.status == "completed"}
+        standard, _ = completed_runs(_out_dir(sys.argv[1:]), next(s for s in SETTINGS if s.label == standard_label))
         pairs = [(s, standard[s["seed"]]) for s in skip_runs if s.get("seed") in standard]
         return bool(pairs) and all(
             s["mi"] > t["mi"] and s["active_units"] >= t["active_units"]
@@ -73,9 +70,7 @@ def text_skip_beats(reference_label: str):
     """The check of a text skip row: paired by seed with the completed runs of `reference_label` (no labels, so
     no probe), every seed has higher mi and at least as many active units."""
     def check(skip_runs: list[dict]) -> bool:
-        directory = sweep_dir(_out_dir(sys.argv[1:]), next(s for s in SETTINGS if s.label == reference_label))
-        runs = load_runs(directory) if directory.is_dir() else []
-        reference = {r.metrics["seed"]: r.metrics for r in runs if r.status == "completed"}
+        reference, _ = completed_runs(_out_dir(sys.argv[1:]), next(s for s in SETTINGS if s.label == reference_label))
         pairs = [(s, reference[s["seed"]]) for s in skip_runs if s.get("seed") in reference]
         return bool(pairs) and all(s["mi"] > t["mi"] and s["active_units"] >= t["active_units"] for s, t in pairs)
     return check

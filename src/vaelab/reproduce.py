@@ -87,17 +87,27 @@ def mean_std(values: list[float]) -> str:
     return f"{mean:.4g} ± {statistics.stdev(values):.2g}"
 
 
+def completed_runs(out: Path, setting: Setting) -> tuple[dict, int]:
+    """{seed: metrics} of the setting's completed runs under `out` (of two runs of one seed, e.g. one from a
+    one-seed job and one from a full sweep, the newer) and the number of runs found, any status."""
+    directory = sweep_dir(out, setting)
+    runs = load_runs(directory) if directory.is_dir() else []
+    done = sorted((r for r in runs if r.status == "completed"),
+                  key=lambda r: (directory / r.path / "metrics.json").stat().st_mtime)
+    return {r.metrics.get("seed", r.path): r.metrics for r in done}, len(runs)
+
+
 def table_rows(settings: Sequence[Setting], out: Path, metrics: Sequence[str]) -> list[list[str]]:
-    """One row per setting from the runs on disk: label, expected, metrics, jobs, s/run, pass/fail."""
+    """One row per setting from the runs on disk (one per seed): label, expected, metrics, jobs, s/run,
+    pass/fail."""
     rows = []
     for setting in settings:
-        directory = sweep_dir(out, setting)
-        runs = load_runs(directory) if directory.is_dir() else []
-        done = [r.metrics for r in runs if r.status == "completed"]
+        by_seed, n_runs = completed_runs(out, setting)
+        done = list(by_seed.values())
         cells = [mean_std([m[k] for m in done if k in m and math.isfinite(m[k])]) for k in metrics]
         times = [m["wall_time_s"] for m in done if "wall_time_s" in m]
         verdict = "-" if setting.check is None or not done else ("pass" if setting.check(done) else "FAIL")
-        rows.append([setting.label, setting.expected, *cells, f"{len(done)}/{len(runs)}",
+        rows.append([setting.label, setting.expected, *cells, f"{len(done)}/{n_runs}",
                      f"{statistics.fmean(times):.0f}" if times else "-", verdict])
     return rows
 
