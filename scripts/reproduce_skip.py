@@ -57,11 +57,14 @@ def pair(label: str, overrides: list[str], full: list[str], expected: str) -> li
 
 
 # The rows of the table; other topics (text: standard / skip / SA / skip + SA) append theirs.
+SKIP_CLAIM = "MI, AU, acc above standard; NLL within 1 nat"
 SETTINGS: list[Setting] = [
-    *pair("mnist_mlp_z32", MLP, MLP_FULL, "MI, AU, acc above standard; NLL within 1 nat"),
-    *pair("mnist_pixelcnn", CNN, CNN_FULL, "MI, AU, acc above standard; NLL within 1 nat"),
-    *pair("mnist_mlp_z16", [*MLP, "model.latent_dim=16"], MLP_FULL, "gap smaller than at z64"),
-    *pair("mnist_mlp_z64", [*MLP, "model.latent_dim=64"], MLP_FULL, "gap larger than at z16"),
+    *pair("mnist_mlp_z32", MLP, MLP_FULL, SKIP_CLAIM),
+    *pair("mnist_pixelcnn", CNN, CNN_FULL, SKIP_CLAIM),
+    # the latent sweep: each skip row is checked like z32; the paper's "the gap grows with the latent size" is read
+    # across the rows
+    *pair("mnist_mlp_z16", [*MLP, "model.latent_dim=16"], MLP_FULL, SKIP_CLAIM),
+    *pair("mnist_mlp_z64", [*MLP, "model.latent_dim=64"], MLP_FULL, SKIP_CLAIM),
 ]
 
 
