@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +16,23 @@ from hydra.utils import instantiate
 from conftest import SHARED_DATA, EASY, SHORT, read_metrics
 from vaelab.errors import ConfigError, DataError, RunInterrupted
 from vaelab.train import build, train
+from vaelab.training_module import require_cpp_compiler
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # numbers that must match between two runs with the same seed (everything but timing and paths)
 VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
-HAS_CXX = shutil.which(os.environ.get("CXX", "g++")) is not None  # what torch.compile (compile=true) needs
+
+def _has_cpp_compiler() -> bool:
+    """Whether compile=true can build here (the check training runs before its first step)."""
+    try:
+        require_cpp_compiler()
+    except ConfigError:
+        return False
+    return True
+
+
+HAS_CXX = _has_cpp_compiler()
+
 
 
 def _config_options():
