@@ -9,8 +9,8 @@ Metrics per row (final test split, mean ± std over seeds): iw_nll (importance-s
 mi (I(x;z), nats), active_units, probe_accuracy (logistic regression on posterior means, train -> test).
 SETTINGS is the list of rows: MNIST (MLP, PixelCNN, latent sizes) and text (PTB: standard, skip, SA, skip + SA;
 ``--only text``); text rows have no probe (no labels) and add iw_ppl (perplexity from the IW-NLL).
-The claim checked per MNIST skip row (`image_claim`; text rows: `text_claim`): on every seed, higher mi, at least as many active units and
-higher probe accuracy than the standard row with the same seed, and iw_nll within 1 nat of it.
+The claim checked per MNIST skip row (`image_claim`; text rows: `text_claim`): on every seed, higher mi, at least
+as many active units and higher probe accuracy than the standard row with the same seed, and iw_nll within 1 nat.
 """
 from __future__ import annotations
 
@@ -75,7 +75,6 @@ SETTINGS: list[Setting] = [
     *pair("mnist_mlp_z16", [*MLP, "model.latent_dim=16"], MLP_FULL, SKIP_CLAIM),
     *pair("mnist_mlp_z64", [*MLP, "model.latent_dim=64"], MLP_FULL, SKIP_CLAIM),
 ]
-
 
 
 # Text (PTB, CPU-sized LSTM VAE): standard / skip / SA-VAE / skip + SA-VAE; the paper's claim (Yahoo): skip keeps

@@ -22,6 +22,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 # numbers that must match between two runs with the same seed (everything but timing and paths)
 VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
 
+
 def _has_cpp_compiler() -> bool:
     """Whether compile=true can build here (the check training runs before its first step)."""
     try:
@@ -32,7 +33,6 @@ def _has_cpp_compiler() -> bool:
 
 
 HAS_CXX = _has_cpp_compiler()
-
 
 
 def _config_options():
