@@ -16,7 +16,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shar
 EASY = ["data.manifold_dim=2", "data.ambient_dim=10", "data.n_samples=4000", "data.batch_size=256",
         "optimizer.lr=0.01", "trainer.max_epochs=150", "torch_threads=1", "callbacks.progress_bar=null"]
 # Shorter still, for checks of the run machinery rather than of the science.
-SHORT = [*EASY, "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5",
+SHORT = [*EASY, "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5", "callbacks.convergence.extend=false",
          "callbacks.diagnostics.every_n_epochs=5"]
 
 

@@ -273,7 +273,10 @@ def test_default_quick_start_run_finds_two_active_dims(tmp_path):
     assert "active_dims = 2" in proc.stdout and "gamma = " in proc.stdout and "recon_mse = " in proc.stdout
     run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*_vae_manifold"))
     assert len(run_dirs) == 1 and str(run_dirs[0].name) in proc.stdout
-    assert read_metrics(run_dirs[0])["active_dims"] == 2
+    metrics = read_metrics(run_dirs[0])
+    assert metrics["active_dims"] == 2
+    assert metrics["converged"] is True and "converged: yes" in proc.stdout  # after a confirming extension
+    assert len(metrics["convergence"]["extensions"]) >= 1
 
 
 @pytest.mark.slow

@@ -69,6 +69,13 @@ class Diagnostics(L.Callback):
                               f"{list(MCC_METHODS)}")
         # data with true latents (z_true): MCC on posterior means (or one sample), and its TensorBoard figures
         self.mcc_method, self.mcc_sample, self.mcc_figures = mcc_method, mcc_sample, mcc_figures
+        self.history: list[dict] = []  # one entry per validation run: what vaelab.convergence.assess reads
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
 
     def run(self, trainer: L.Trainer, module: L.LightningModule, split: str) -> dict:
         """Diagnoses `split` of the trainer's datamodule, logs the scalars and returns all results."""
@@ -77,6 +84,10 @@ class Diagnostics(L.Callback):
         results = diagnose(model, split_data, self.eval_batch_size, self.active_threshold, self.au_threshold,
                            seed, collected, self.mcc_method, self.mcc_sample)
         results.update(self._collapse(trainer, model, split, split_data, collected, seed))
+        if split == "val":
+            self.history.append({"step": trainer.global_step, "active_dims": results["active_dims"],
+                                 "encoder_var": results["per_dim_encoder_var"], "neg_elbo": -results["elbo"],
+                                 "gamma": results.get("gamma")})
         if not trainer.is_global_zero:
             return results
         step = trainer.global_step

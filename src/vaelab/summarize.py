@@ -34,6 +34,7 @@ class RunResult:
     overrides: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    converged: bool | None = None  # metrics.json's verdict (vaelab.convergence); None: not recorded
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
@@ -58,8 +59,9 @@ def _read_run(path: Path, root: Path) -> RunResult:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         return RunResult(rel, "unreadable", _hydra_overrides(path.parent) or {}, error=f"{path.name}: {err}")
+    converged = data.get("converged")
     return RunResult(rel, str(data.get("status", "unreadable")), parse_overrides(data.get("overrides") or []),
-                     _numeric(data), data.get("error"))
+                     _numeric(data), data.get("error"), converged if isinstance(converged, bool) else None)
 
 
 def _hydra_overrides(job_dir: Path) -> dict[str, str] | None:
@@ -133,17 +135,24 @@ class Summary:
     def problems(self) -> list[RunResult]:
         return [r for r in self.runs if r.status != "completed"]
 
+    def has_convergence(self) -> bool:
+        return any(r.converged is not None for r in self.runs)
+
     def markdown(self) -> str:
-        head = self.group_keys + ["jobs"] + self.metrics
+        verdicts = self.has_convergence()
+        head = self.group_keys + ["jobs"] + (["converged"] if verdicts else []) + self.metrics
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
             cells = [row[k] for k in self.group_keys] + [_jobs_cell(row)]
+            cells += [_converged_cell(row)] if verdicts else []
             cells += [_stat_cell(row, m) for m in self.metrics]
             lines.append("| " + " | ".join(cells) + " |")
         text = []
         if self.common:
             text.append("Common overrides: " + " ".join(f"{k}={v}" for k, v in self.common.items()) + "\n")
-        text += ["\n".join(lines), "", "mean ± std over completed runs (std with ddof 1); jobs = completed/all."]
+        text += ["\n".join(lines), "", "mean ± std over completed runs (std with ddof 1); jobs = completed/all."
+                 + ("; converged = completed runs that converged / completed runs (metrics.json `converged`)"
+                    if verdicts else "")]
         if self.problems():
             text += ["", "Not completed:", ""]
             for run in self.problems():
@@ -169,6 +178,11 @@ def _jobs_cell(row: dict) -> str:
     cell = f"{row['completed']}/{row['jobs']}"
     bad = [f"{row[s]} {s}" for s in PROBLEM_STATUSES if row.get(s)]
     return cell + (f" ({', '.join(bad)})" if bad else "")
+
+
+def _converged_cell(row: dict) -> str:
+    cell = f"{row['converged']}/{row['completed']}"
+    return cell + ("" if row["converged"] == row["completed"] else " (**unconverged**)")
 
 
 def _sort_key(value: str):
@@ -220,7 +234,8 @@ def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group
 
 
 def _group_row(keys: dict[str, str], members: list[RunResult], metrics: Sequence[str]) -> dict:
-    row: dict = {**keys, "jobs": len(members), "completed": sum(r.status == "completed" for r in members)}
+    row: dict = {**keys, "jobs": len(members), "completed": sum(r.status == "completed" for r in members),
+                 "converged": sum(r.status == "completed" and r.converged is True for r in members)}
     for status in PROBLEM_STATUSES:
         row[status] = sum(r.status == status for r in members)
     for metric in metrics:
@@ -246,9 +261,10 @@ def write(summary: Summary, out_dir: str | Path) -> list[Path]:
     keys = list(dict.fromkeys(k for r in summary.runs for k in r.overrides))
     with paths[1].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "status", *keys, *summary.metrics, "error"])
+        writer.writerow(["path", "status", "converged", *keys, *summary.metrics, "error"])
         for run in summary.runs:
-            writer.writerow([run.path, run.status, *(run.overrides.get(k, "") for k in keys),
+            writer.writerow([run.path, run.status, "" if run.converged is None else run.converged,
+                             *(run.overrides.get(k, "") for k in keys),
                              *(run.metrics.get(m, "") for m in summary.metrics), run.error or ""])
     paths[2].write_text(summary.markdown())
     return paths

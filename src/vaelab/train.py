@@ -269,6 +269,7 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from vaelab.callbacks import Diagnostics
+    from vaelab.convergence import Convergence
 
     _check_not_ddp_in_multirun(cfg)
     run = build(cfg)
@@ -286,6 +287,9 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
     metrics = {**diagnostics.run(trainer, run.module, "test"),  # on the final weights
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
                "gamma_floor_reached_at_step": run.module.gamma_floor_step}
+    convergence = next((c for c in run.callbacks if isinstance(c, Convergence)), None)
+    if convergence is not None:
+        metrics.update(convergence.verdict(diagnostics.history, run.module))
     final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
@@ -311,6 +315,8 @@ def format_summary(result: dict[str, Any]) -> str:
              f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
              f"  {numbers}",
              "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"]))]
+    if "converged" in result:
+        lines.append(f"  converged: {'yes' if result['converged'] else 'NO'} ({result['convergence']['reason']})")
     if result.get("gamma_at_floor"):
         lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
     lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, tensorboard/)")

@@ -1,0 +1,207 @@
+"""Whether a run has converged, judged from its validation diagnostics, and the training length that adapts to it.
+
+The criterion (``assess``) reads the history of validation evaluations (one entry per diagnostics run: the
+optimizer step, active dims, per-dim mean encoder variances, the validation negative ELBO and, for models with
+a learnable decoder variance, gamma). A run has converged when
+
+- ``enough_evaluations``: there are at least ``window`` evaluations;
+- ``active_dims_stable``: the number of active dims is the same in the last ``window`` evaluations;
+- ``variance_split`` (models with a learnable gamma, whose theory predicts it): no dim's mean encoder variance
+  (ratio to the prior's when the prior is learned) lies inside ``variance_band``. At a converged solution the
+  variances split into O(gamma) (active) and about 1 (inactive); a dim in between is still opening or closing;
+- ``loss_settled`` (models without a learnable gamma): the validation negative ELBO changed by less than
+  ``loss_rtol`` (relative) over the window. With a learnable gamma the loss keeps falling as gamma -> 0 on a
+  correct solution (the (d - r)/2 log gamma term), so it says nothing about the structure and is not checked;
+- ``held_through_extension`` (only when the run was extended, see ``Convergence``): the active dims at the end
+  equal those at the end of the previous learning-rate cycle. Dims can sit closed while the learning rate
+  anneals to zero and open when training goes on (a saddle, not a solution): only more training shows it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+
+from vaelab.errors import ConfigError
+
+EXTEND_CHOICES = ("auto", True, False)
+
+
+def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band: Sequence[float] = (0.05, 0.8),
+           loss_rtol: float = 0.01, learnable_gamma: bool = False,
+           extensions: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
+    ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``gamma``;
+    ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``.
+
+    Returns ``{"converged": bool, "convergence": evidence}``; the evidence has ``checks`` (name -> bool),
+    ``reason`` (one line: what failed, or why it passed) and the numbers behind each check."""
+    low, high = variance_band
+    recent = list(history[-window:])
+    checks: dict[str, bool] = {"enough_evaluations": len(history) >= window}
+    evidence: dict[str, Any] = {"evaluations": len(history), "window": window,
+                                "window_steps": [recent[0]["step"], recent[-1]["step"]] if recent else None,
+                                "active_dims_window": [e["active_dims"] for e in recent]}
+    reasons = [] if checks["enough_evaluations"] else [
+        f"only {len(history)} validation evaluation(s), {window} needed (train longer or evaluate more often)"]
+    if recent:
+        ads = evidence["active_dims_window"]
+        checks["active_dims_stable"] = len(set(ads)) == 1
+        if not checks["active_dims_stable"]:
+            reasons.append(f"active dims still changing ({' -> '.join(map(str, ads))} over the last "
+                           f"{len(ads)} evaluations)")
+        last = recent[-1]
+        if learnable_gamma:
+            ambiguous = {j: v for j, v in enumerate(last["encoder_var"]) if low < v < high}
+            checks["variance_split"] = not ambiguous
+            evidence["ambiguous_dims"] = ambiguous
+            active = [v for v in last["encoder_var"] if v <= low]
+            inactive = [v for v in last["encoder_var"] if v >= high]
+            evidence["max_active_var"] = max(active) if active else None
+            evidence["min_inactive_var"] = min(inactive) if inactive else None
+            if ambiguous:
+                reasons.append(f"{len(ambiguous)} dim(s) with encoder variance between {low:g} and {high:g} "
+                               f"(" + ", ".join(f"dim {j}: {v:.2g}" for j, v in ambiguous.items()) + ")")
+            gammas = [e.get("gamma") for e in recent]
+            if all(g is not None and g > 0 for g in gammas):
+                evidence["log_gamma_change_window"] = math.log(gammas[-1]) - math.log(gammas[0])
+        first_loss, last_loss = recent[0]["neg_elbo"], last["neg_elbo"]
+        change = abs(last_loss - first_loss) / max(abs(last_loss), 1.0)
+        evidence["val_loss_rel_change"] = change
+        if not learnable_gamma:
+            checks["loss_settled"] = change < loss_rtol
+            if not checks["loss_settled"]:
+                reasons.append(f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
+                               f"{change:.2%} over the window; tolerance {loss_rtol:.2%})")
+        if extensions:
+            before = extensions[-1]["active_dims_before"]
+            checks["held_through_extension"] = last["active_dims"] == before
+            evidence["extensions"] = list(extensions)
+            if not checks["held_through_extension"]:
+                reasons.append(f"active dims changed from {before} to {last['active_dims']} in the last "
+                               "extension of training")
+    converged = all(checks.values())
+    if converged:
+        reasons = [f"active dims {recent[-1]['active_dims']} over the last {len(recent)} evaluations"
+                   + (", variances split" if learnable_gamma else f", loss within {loss_rtol:.2%}")
+                   + (f", held through {len(extensions)} extension(s)" if extensions else "")]
+    evidence["checks"] = checks
+    evidence["reason"] = "; ".join(reasons)
+    return {"converged": converged, "convergence": evidence}
+
+
+def has_learnable_gamma(model: Any) -> bool:
+    """Whether `model` (or the model it wraps, e.g. SA-VAE) has a learnable decoder variance gamma."""
+    inner = getattr(model, "model", model)
+    log_gamma = getattr(inner, "log_gamma", None)
+    return log_gamma is not None and getattr(log_gamma, "requires_grad", False)
+
+
+class Convergence(L.Callback):
+    """Judges convergence from the ``Diagnostics`` callback's validation history and, with ``extend``, lengthens
+    training until the run has converged or the budget is spent.
+
+    extend: ``auto`` (extend models with a learnable gamma: the manifold-dimension experiments), true, false.
+    When the learning-rate schedule ends (``trainer.max_epochs``), a run that has not converged, or that has not
+    yet been through ``min_extensions`` extensions, gets another cycle of ``extension_epochs`` epochs (null: half
+    of ``trainer.max_epochs``) with a fresh schedule (the config's scheduler over the extension's steps, same
+    peak learning rate), as long as the total stays within ``max_epochs`` (null: 3 x ``trainer.max_epochs``).
+    ``min_extensions`` = 1 makes every extended run show that its active dims hold through more training.
+    window, variance_band, loss_rtol: the criterion of ``assess``.
+    """
+
+    def __init__(self, extend: str | bool = "auto", extension_epochs: int | None = None,
+                 max_epochs: int | None = None, min_extensions: int = 1, window: int = 3,
+                 variance_band: Sequence[float] = (0.05, 0.8), loss_rtol: float = 0.01):
+        if extend not in EXTEND_CHOICES:
+            raise ConfigError(f"callbacks.convergence.extend={extend!r} must be one of auto, true, false")
+        if window < 2:
+            raise ConfigError(f"callbacks.convergence.window={window} must be >= 2 (evaluations compared)")
+        band = [float(b) for b in variance_band]
+        if len(band) != 2 or not 0 < band[0] < band[1]:
+            raise ConfigError(f"callbacks.convergence.variance_band={list(variance_band)} must be two numbers "
+                              "0 < low < high (e.g. [0.05, 0.8])")
+        if not loss_rtol > 0:
+            raise ConfigError(f"callbacks.convergence.loss_rtol={loss_rtol} must be > 0 (e.g. 0.01)")
+        if extension_epochs is not None and extension_epochs < 1:
+            raise ConfigError(f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
+                              "half of trainer.max_epochs)")
+        if min_extensions < 0:
+            raise ConfigError(f"callbacks.convergence.min_extensions={min_extensions} must be >= 0")
+        self.extend_option, self.extension_epochs, self.max_epochs = extend, extension_epochs, max_epochs
+        self.min_extensions, self.window, self.variance_band, self.loss_rtol = min_extensions, window, band, loss_rtol
+        self.extensions: list[dict[str, Any]] = []
+        self.base_epochs: int | None = None
+        self._trainer: L.Trainer | None = None
+
+    def budget(self, base_epochs: int) -> tuple[int, int]:
+        """(epochs per extension, maximum total epochs) for a run whose schedule has `base_epochs`; raises
+        ConfigError when the budget cannot hold the base schedule and ``min_extensions`` extensions."""
+        extension = self.extension_epochs or max(1, base_epochs // 2)
+        maximum = self.max_epochs if self.max_epochs is not None else 3 * base_epochs
+        needed = base_epochs + self.min_extensions * extension
+        if maximum < needed:
+            raise ConfigError(f"callbacks.convergence.max_epochs={maximum} is below the minimum {needed} "
+                              f"(trainer.max_epochs={base_epochs} + callbacks.convergence.min_extensions="
+                              f"{self.min_extensions} x {extension} epochs); raise it, or lower min_extensions")
+        return extension, maximum
+
+    def extends(self, module: L.LightningModule) -> bool:
+        if self.extend_option == "auto":
+            return has_learnable_gamma(module.model)
+        return bool(self.extend_option)
+
+    def verdict(self, history: Sequence[Mapping[str, Any]], module: L.LightningModule) -> dict[str, Any]:
+        return assess(history, self.window, self.variance_band, self.loss_rtol,
+                      has_learnable_gamma(module.model), self.extensions)
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+        if self.base_epochs is None:
+            self.base_epochs = trainer.max_epochs
+        if self.extends(module) and trainer.max_epochs is not None and trainer.max_epochs > 0:
+            self.budget(self.base_epochs)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 < trainer.max_epochs or not self.extends(module):
+            return
+        from vaelab.callbacks import Diagnostics  # here: callbacks imports this module
+
+        diagnostics = next(c for c in trainer.callbacks if isinstance(c, Diagnostics))
+        verdict = self.verdict(diagnostics.history, module)
+        if verdict["converged"] and len(self.extensions) >= self.min_extensions:
+            return
+        extension, maximum = self.budget(self.base_epochs)
+        if trainer.max_epochs + extension > maximum:
+            return  # the budget is spent: the run ends and reports what it is
+        self._extend(trainer, module, extension, diagnostics.history[-1]["active_dims"], verdict)
+
+    def _extend(self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int,
+                verdict: dict[str, Any]) -> None:
+        import inspect
+
+        steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
+        self.extensions.append({"at_epoch": trainer.max_epochs, "at_step": trainer.global_step,
+                                "epochs": epochs, "active_dims_before": active_dims,
+                                "reason": verdict["convergence"]["reason"] if not verdict["converged"]
+                                else "confirmation: the active dims must hold through more training"})
+        trainer.fit_loop.max_epochs = trainer.max_epochs + epochs
+        if trainer.fit_loop.epoch_loop.max_steps > 0:
+            trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch
+        factory = module.scheduler_factory
+        if factory is not None and trainer.lr_scheduler_configs and "total_steps" in inspect.signature(
+                factory).parameters and "total_steps" not in getattr(factory, "keywords", {}):
+            optimizer = trainer.lr_scheduler_configs[0].scheduler.optimizer
+            trainer.lr_scheduler_configs[0].scheduler = factory(optimizer, total_steps=epochs * steps_per_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"extensions": self.extensions, "base_epochs": self.base_epochs,
+                "max_epochs": None if self._trainer is None else self._trainer.max_epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.extensions = list(state_dict.get("extensions", []))
+        self.base_epochs = state_dict.get("base_epochs", self.base_epochs)
+        if self._trainer is not None and state_dict.get("max_epochs"):  # a resumed run keeps its extensions
+            self._trainer.fit_loop.max_epochs = max(self._trainer.max_epochs, state_dict["max_epochs"])

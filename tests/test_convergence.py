@@ -1,0 +1,139 @@
+"""The convergence verdict (vaelab.convergence.assess) on histories with known answers, and the adaptive
+training length on real runs: extensions, the budget, resume inside an extension, the verdict in metrics.json,
+the summary line and vaelab-summarize."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from conftest import EASY, SHORT
+from vaelab.convergence import assess
+from vaelab.errors import ConfigError, RunInterrupted
+from vaelab.summarize import load_runs, summarize
+from vaelab.train import format_summary, train
+
+ACTIVE, INACTIVE = [1e-4, 3e-4], [0.99, 1.0, 0.98]
+
+
+def evaluation(step: int, active_dims: int, encoder_var=ACTIVE + INACTIVE, neg_elbo: float = -80.0,
+               gamma: float | None = 1e-5) -> dict:
+    return {"step": step, "active_dims": active_dims, "encoder_var": list(encoder_var), "neg_elbo": neg_elbo,
+            "gamma": gamma}
+
+
+def test_a_settled_manifold_run_has_converged():
+    history = [evaluation(s, 2, gamma=10 ** (-3 - s / 1000)) for s in range(0, 5000, 500)]
+    verdict = assess(history, learnable_gamma=True)
+    assert verdict["converged"]
+    evidence = verdict["convergence"]
+    assert evidence["checks"] == {"enough_evaluations": True, "active_dims_stable": True, "variance_split": True}
+    assert evidence["max_active_var"] == 3e-4 and evidence["min_inactive_var"] == 0.98
+    assert evidence["log_gamma_change_window"] < 0  # gamma still falling does not count against it
+
+
+def test_changing_active_dims_are_not_converged():
+    history = [evaluation(0, 0), evaluation(500, 1), evaluation(1000, 2), evaluation(1500, 2)]
+    verdict = assess(history, learnable_gamma=True)
+    assert not verdict["converged"]
+    assert not verdict["convergence"]["checks"]["active_dims_stable"]
+    assert "1 -> 2 -> 2" in verdict["convergence"]["reason"]
+
+
+def test_a_dim_between_the_two_variance_levels_is_not_converged():
+    half_open = [1e-4, 0.3, 0.99, 1.0]
+    verdict = assess([evaluation(s, 1, half_open) for s in (0, 500, 1000)], learnable_gamma=True)
+    assert not verdict["converged"] and verdict["convergence"]["ambiguous_dims"] == {1: 0.3}
+    assert "dim 1: 0.3" in verdict["convergence"]["reason"]
+    # the split is the theory of a learnable gamma: a model without one is judged by its loss instead
+    assert assess([evaluation(s, 1, half_open, gamma=None) for s in (0, 500, 1000)])["converged"]
+
+
+def test_too_few_evaluations_are_not_converged():
+    verdict = assess([evaluation(0, 2), evaluation(500, 2)], learnable_gamma=True)
+    assert not verdict["converged"] and "only 2 validation evaluation(s), 3 needed" in verdict["convergence"]["reason"]
+
+
+def test_without_gamma_the_validation_loss_must_have_settled():
+    moving = [evaluation(s, 5, neg_elbo=loss, gamma=None) for s, loss in ((0, 120.0), (500, 110.0), (1000, 100.0))]
+    verdict = assess(moving, loss_rtol=0.01)
+    assert not verdict["converged"] and not verdict["convergence"]["checks"]["loss_settled"]
+    assert verdict["convergence"]["val_loss_rel_change"] == pytest.approx(0.2)
+    settled = [evaluation(s, 5, neg_elbo=loss, gamma=None) for s, loss in ((0, 100.4), (500, 100.2), (1000, 100.0))]
+    assert assess(settled, loss_rtol=0.01)["converged"]
+
+
+def test_active_dims_that_change_in_an_extension_are_not_converged():
+    history = [evaluation(s, 5) for s in (0, 500, 1000)]
+    assert not assess(history, learnable_gamma=True, extensions=[{"active_dims_before": 4}])["converged"]
+    verdict = assess(history, learnable_gamma=True, extensions=[{"active_dims_before": 4}, {"active_dims_before": 5}])
+    assert verdict["converged"] and "held through 2 extension(s)" in verdict["convergence"]["reason"]
+
+
+EXTENDED = [*SHORT, "callbacks.convergence.extend=true", "callbacks.convergence.extension_epochs=10"]
+
+
+def test_a_run_cut_at_a_tenth_of_its_budget_is_flagged(make_cfg):
+    """The default experiment (kappa-simple VAE, r = 2) stopped after 30 of its 300 epochs, not extended."""
+    result = train(make_cfg("trainer.max_epochs=30", "callbacks.convergence.extend=false",
+                            "callbacks.progress_bar=null", "logger=none"))
+    assert result["converged"] is False and result["epochs"] == 30
+    assert "converged: NO" in format_summary(result)
+
+
+def test_extension_runs_until_the_active_dims_hold_then_stops(make_cfg, tmp_path):
+    result = train(make_cfg(*EXTENDED))
+    extensions = result["convergence"]["extensions"]
+    assert len(extensions) >= 1 and extensions[0]["at_epoch"] == 20 and extensions[0]["epochs"] == 10
+    assert result["epochs"] == 20 + 10 * len(extensions) <= 60  # the default budget: 3 x trainer.max_epochs
+    if result["converged"]:
+        assert result["active_dims"] == extensions[-1]["active_dims_before"]
+    # the budget caps the run, converged or not
+    capped = train(make_cfg(*EXTENDED, "callbacks.convergence.max_epochs=30", "callbacks.convergence.window=10",
+                            "logger=csv", "trainer.log_every_n_steps=5", name="capped"))
+    assert capped["epochs"] == 30 and capped["converged"] is False
+    assert "only" in capped["convergence"]["reason"]
+    # the extension restarted the learning-rate schedule: OneCycle annealed to ~0, then rises again
+    with next((tmp_path / "capped").rglob("metrics.csv")).open() as f:
+        lr = {int(row["step"]): float(row["train/lr"]) for row in csv.DictReader(f) if row.get("train/lr")}
+    start = capped["convergence"]["extensions"][0]["at_step"]
+    before = max(v for s, v in lr.items() if s < start and s >= start - 10)
+    assert max(v for s, v in lr.items() if s > start) > 20 * before
+
+
+def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_path):
+    overrides = [*EXTENDED, "callbacks.convergence.max_epochs=40", "callbacks.convergence.window=8"]
+    uninterrupted = train(make_cfg(*overrides, name="full"))
+    assert uninterrupted["epochs"] == 40  # never converges with window 8: two extensions
+    with pytest.raises(RunInterrupted):
+        train(make_cfg(*overrides, "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
+                       "+callbacks.interrupt.epoch=24", name="stopped"))
+    ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 24
+    resumed = train(make_cfg(*overrides, f"ckpt_path={ckpt}", name="resumed"))
+    volatile = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
+    assert {k: v for k, v in resumed.items() if k not in volatile} == \
+        {k: v for k, v in uninterrupted.items() if k not in volatile}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["callbacks.convergence.extend=true", "callbacks.convergence.max_epochs=25"],
+     "callbacks.convergence.max_epochs=25 is below the minimum 30"),
+    (["callbacks.convergence.extend=maybe"], "callbacks.convergence.extend='maybe' must be one of auto, true, false"),
+    (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
+    (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),
+])
+def test_bad_convergence_settings_are_one_line_errors(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        train(make_cfg(*EXTENDED[:-2], *overrides))
+
+
+def test_summarize_counts_unconverged_runs(make_cfg, tmp_path):
+    train(make_cfg(*SHORT, "trainer.max_epochs=5", name="sweep/0_cut"))
+    train(make_cfg(*EASY, "callbacks.convergence.extend=false", name="sweep/1_easy"))
+    runs = load_runs(tmp_path / "sweep")
+    assert sorted(r.converged for r in runs) == [False, True]
+    table = summarize(runs, group_by=[]).markdown()
+    assert "| converged |" in table.replace("| jobs | converged |", "| converged |")
+    assert "1/2 (**unconverged**)" in table
