@@ -50,6 +50,14 @@ def test_a_dim_between_the_two_variance_levels_is_not_converged():
     assert assess([evaluation(s, 1, half_open, gamma=None) for s in (0, 500, 1000)])["converged"]
 
 
+def test_posterior_means_varying_in_an_inactive_dim_are_not_converged():
+    stirring = [{**evaluation(s, 2), "active_units": 5} for s in (0, 500, 1000)]
+    verdict = assess(stirring, learnable_gamma=True)
+    assert not verdict["converged"] and "5 active units (posterior means that vary) but 2 active dims" in \
+        verdict["convergence"]["reason"]
+    assert assess([{**e, "active_units": 2} for e in stirring], learnable_gamma=True)["converged"]
+
+
 def test_too_few_evaluations_are_not_converged():
     verdict = assess([evaluation(0, 2), evaluation(500, 2)], learnable_gamma=True)
     assert not verdict["converged"] and "only 2 validation evaluation(s), 3 needed" in verdict["convergence"]["reason"]
@@ -137,3 +145,21 @@ def test_summarize_counts_unconverged_runs(make_cfg, tmp_path):
     table = summarize(runs, group_by=[]).markdown()
     assert "| converged |" in table.replace("| jobs | converged |", "| converged |")
     assert "1/2 (**unconverged**)" in table
+
+
+def test_restarts_train_k_initialisations_and_keep_the_best_validation_elbo(make_cfg, tmp_path):
+    result = train(make_cfg(*SHORT, "restarts=3"))
+    attempts = result["restarts"]
+    assert [a["restart"] for a in attempts] == [0, 1, 2] and len({a["seed"] for a in attempts}) == 3
+    assert attempts[0]["seed"] == 0  # restart 0 is the plain run of this seed
+    best = max(attempts, key=lambda a: a["val_elbo"])
+    assert result["restart_kept"] == best["restart"]
+    for i in range(3):
+        assert (tmp_path / "run" / "restarts" / str(i) / "checkpoints" / "last.ckpt").is_file()
+    assert "restarts" not in train(make_cfg(*SHORT, name="single"))  # restarts=1: the plain run
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5"])
+def test_restarts_below_one_is_a_one_line_error(make_cfg, value):
+    with pytest.raises(ConfigError, match=f"restarts={value} must be an integer >= 1"):
+        train(make_cfg(*SHORT, f"restarts={value}"))

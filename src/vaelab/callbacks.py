@@ -86,6 +86,7 @@ class Diagnostics(L.Callback):
         results.update(self._collapse(trainer, model, split, split_data, collected, seed))
         if split == "val":
             self.history.append({"step": trainer.global_step, "active_dims": results["active_dims"],
+                                 "active_units": results["active_units"],
                                  "encoder_var": results["per_dim_encoder_var"], "neg_elbo": -results["elbo"],
                                  "gamma": results.get("gamma")})
         if not trainer.is_global_zero:

@@ -9,6 +9,9 @@ a learnable decoder variance, gamma). A run has converged when
 - ``variance_split`` (models with a learnable gamma, whose theory predicts it): no dim's mean encoder variance
   (ratio to the prior's when the prior is learned) lies inside ``variance_band``. At a converged solution the
   variances split into O(gamma) (active) and about 1 (inactive); a dim in between is still opening or closing;
+- ``units_match_dims`` (the same models): active units = active dims. An inactive dim of a converged solution
+  is the prior, so its posterior mean carries nothing; posterior means that still vary in a dim whose variance
+  is near 1 mean it is on its way in or out;
 - ``loss_settled`` (models without a learnable gamma): the validation negative ELBO changed by less than
   ``loss_rtol`` (relative) over the window. With a learnable gamma the loss keeps falling as gamma -> 0 on a
   correct solution (the (d - r)/2 log gamma term), so it says nothing about the structure and is not checked;
@@ -33,7 +36,8 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
            loss_rtol: float = 0.01, learnable_gamma: bool = False,
            extensions: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
-    ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``gamma``;
+    ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``
+    and ``gamma``;
     ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``.
 
     Returns ``{"converged": bool, "convergence": evidence}``; the evidence has ``checks`` (name -> bool),
@@ -64,6 +68,12 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
             if ambiguous:
                 reasons.append(f"{len(ambiguous)} dim(s) with encoder variance between {low:g} and {high:g} "
                                f"(" + ", ".join(f"dim {j}: {v:.2g}" for j, v in ambiguous.items()) + ")")
+            if last.get("active_units") is not None:
+                checks["units_match_dims"] = last["active_units"] == last["active_dims"]
+                evidence["active_units"] = last["active_units"]
+                if not checks["units_match_dims"]:
+                    reasons.append(f"{last['active_units']} active units (posterior means that vary) but "
+                                   f"{last['active_dims']} active dims")
             gammas = [e.get("gamma") for e in recent]
             if all(g is not None and g > 0 for g in gammas):
                 evidence["log_gamma_change_window"] = math.log(gammas[-1]) - math.log(gammas[0])

@@ -214,6 +214,10 @@ def check_config(cfg: DictConfig) -> None:
     clip = trainer.get("gradient_clip_val")
     if clip is not None and not (math.isfinite(_number("trainer.gradient_clip_val", clip)) and clip > 0):
         raise ConfigError(f"trainer.gradient_clip_val={clip} must be > 0 (or null for no clipping)")
+    restarts = cfg.get("restarts", 1)
+    if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
+        raise ConfigError(f"restarts={restarts!r} must be an integer >= 1 (1: one initialisation; K: train K and "
+                          "keep the best validation ELBO)")
     optimizer = cfg.optimizer
     if "lr" in optimizer:
         lr = _number("optimizer.lr", optimizer.lr)
@@ -265,32 +269,89 @@ def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
                           "trainer=cpu / trainer=gpu (one device per job)")
 
 
-def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
-    from lightning.pytorch.loggers import TensorBoardLogger
+RESTART_SEED_STRIDE = 100_003  # restart i trains with seed + i * this (restart 0 is the plain run)
 
+
+def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tuple[Run, Any]:
+    """Builds and trains one initialisation; returns the run and its Diagnostics callback."""
     from vaelab.callbacks import Diagnostics
-    from vaelab.convergence import Convergence
 
-    _check_not_ddp_in_multirun(cfg)
     run = build(cfg)
-    trainer, datamodule = run.trainer, run.datamodule
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
-    record.update(data=datamodule.spec.name, model=type(run.model).__name__, **{
-        f"true_{k}": v for k, v in datamodule.spec.ground_truth.items()})
-
+    record.update(data=run.datamodule.spec.name, model=type(run.model).__name__, **{
+        f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()})
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give a checkpoint file (e.g. "
                           "<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
-    trainer.fit(run.module, datamodule=datamodule, ckpt_path=ckpt_path)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
+    return run, diagnostics
+
+
+def _restart_config(cfg: DictConfig, index: int) -> DictConfig:
+    """Restart `index`'s config: its own seed, and its own folder ``restarts/<index>`` inside the run dir."""
+    from omegaconf import open_dict
+
+    restart = cfg.copy()
+    with open_dict(restart):
+        restart.seed = int(cfg.seed) + index * RESTART_SEED_STRIDE
+        restart.paths.output_dir = str(Path(cfg.paths.output_dir) / "restarts" / str(index))
+    return restart
+
+
+def _fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Run, Any, dict[str, Any]]:
+    """``restarts`` = K > 1: K initialisations trained in full, each in ``restarts/<i>/`` with seed ``seed + i *
+    RESTART_SEED_STRIDE``; the one with the best validation ELBO at the end of training is kept (never a ground
+    truth). Returns the kept run, its diagnostics and the metrics.json fields describing all K."""
+    attempts, best = [], None
+    for index in range(int(cfg.restarts)):
+        restart_cfg = _restart_config(cfg, index)
+        run, diagnostics = _fit(restart_cfg, record)
+        last = diagnostics.history[-1]
+        attempt = {"restart": index, "seed": int(restart_cfg.seed), "val_elbo": -last["neg_elbo"],
+                   "val_active_dims": last["active_dims"], "epochs": run.trainer.current_epoch}
+        convergence = _convergence(run)
+        if convergence is not None:
+            attempt["converged"] = convergence.verdict(diagnostics.history, run.module)["converged"]
+        attempts.append(attempt)
+        record.update(restarts_done=attempts)
+        log.info("vaelab: restart %d/%d: validation ELBO %.4g, active dims %d", index + 1, cfg.restarts,
+                 attempt["val_elbo"], attempt["val_active_dims"])
+        if best is None or attempt["val_elbo"] > best[2]["val_elbo"]:
+            best = (run, diagnostics, attempt)
+    run, diagnostics, kept = best
+    return run, diagnostics, {"restarts": attempts, "restart_kept": kept["restart"],
+                              "restart_kept_dir": str(Path("restarts") / str(kept["restart"]))}
+
+
+def _convergence(run: Run) -> Any:
+    from vaelab.convergence import Convergence
+
+    return next((c for c in run.callbacks if isinstance(c, Convergence)), None)
+
+
+def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    _check_not_ddp_in_multirun(cfg)
+    if int(cfg.get("restarts", 1)) > 1:
+        if ckpt_path is not None:
+            raise ConfigError(f"restarts={cfg.restarts} cannot resume from a checkpoint (ckpt_path / resume=): "
+                              "start the run again, or set restarts=1")
+        run, diagnostics, restart_fields = _fit_restarts(cfg, record)
+    else:
+        run, diagnostics = _fit(cfg, record, ckpt_path)
+        restart_fields = {}
+    trainer = run.trainer
     metrics = {**diagnostics.run(trainer, run.module, "test"),  # on the final weights
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
-               "gamma_floor_reached_at_step": run.module.gamma_floor_step}
-    convergence = next((c for c in run.callbacks if isinstance(c, Convergence)), None)
+               "gamma_floor_reached_at_step": run.module.gamma_floor_step, **restart_fields}
+    convergence = _convergence(run)
     if convergence is not None:
         metrics.update(convergence.verdict(diagnostics.history, run.module))
-    final = {f"final/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    final = {f"final/{k}": float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"}
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
         raise DivergenceError(f"non-finite final metrics {bad} after {trainer.global_step} steps")
