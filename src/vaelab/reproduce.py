@@ -97,6 +97,31 @@ def completed_runs(out: Path, setting: Setting) -> tuple[dict, int]:
     return {r.metrics.get("seed", r.path): r.metrics for r in done}, len(runs)
 
 
+def seed_of(run: RunResult) -> int | str:
+    """A run's seed: metrics.json's ``seed``, else the job's ``seed=`` override, else its folder."""
+    if "seed" in run.metrics:
+        return int(run.metrics["seed"])
+    value = run.overrides.get("seed", "")
+    return int(value) if value.lstrip("-").isdigit() else run.path
+
+
+def runs_by_seed(out: Path, setting: Setting) -> dict[int | str, RunResult]:
+    """{seed: run} of the setting under `out`, any status: a seed's newest completed run, else its newest run of
+    another status (failed, diverged, interrupted, running, missing: what became of that seed)."""
+    directory = sweep_dir(out, setting)
+    if not directory.is_dir():
+        return {}
+
+    def age(run: RunResult) -> float:
+        path = directory / run.path / "metrics.json"
+        return path.stat().st_mtime if path.is_file() else 0.0
+
+    chosen: dict[int | str, RunResult] = {}
+    for run in sorted(load_runs(directory), key=lambda r: (r.status == "completed", age(r))):
+        chosen[seed_of(run)] = run  # later wins: completed over the rest, newer over older
+    return chosen
+
+
 def table_rows(settings: Sequence[Setting], out: Path, metrics: Sequence[str]) -> list[list[str]]:
     """One row per setting from the runs on disk (one per seed): label, expected, metrics, jobs, s/run,
     pass/fail."""
