@@ -62,7 +62,9 @@ def test_datamodule_splits_every_segment_and_exposes_sources():
     for split in splits.values():
         assert set(split) == {"x", "u", "z_true"} and split["u"].shape[1] == 4
         assert (split["u"].sum(0) == len(split["u"]) // 4).all()  # each segment equally represented
-    assert dm.spec.aux_dim == 4 and dm.spec.ground_truth == {"n_sources": 2} and dm.spec.x_shape == (3,)
+    assert dm.spec.aux_dim == 4 and dm.spec.x_shape == (3,)
+    assert dm.spec.ground_truth == {"n_sources": 2, "segment_means": False}
+    assert NonlinearICAData(centred=False).spec.ground_truth == {"n_sources": 5, "segment_means": True}
     continuous = NonlinearICAData(n_segments=4, points_per_segment=100, aux="continuous").build()["train"]["u"]
     assert continuous.shape == (320, 1) and 0 <= continuous.min() and continuous.max() < 1
 
@@ -81,7 +83,7 @@ def test_ivae_needs_an_auxiliary_variable():
     no_u = DataSpec(name="synthetic_manifold", x_shape=(10,))
     with pytest.raises(ConfigError, match=r"data=synthetic_manifold.*data=nonlinear_ica"):
         IdentifiableVAE(no_u)
-    vae = IdentifiableVAE(no_u, prior="standard", encoder_uses_u=False)  # the plain VAE runs on any data
+    vae = IdentifiableVAE(no_u, latent_dim=4, prior="standard", encoder_uses_u=False)  # the plain VAE: any data
     assert vae.prior({"x": torch.zeros(2, 10)}) is None
 
 
@@ -91,7 +93,8 @@ def test_ivae_needs_an_auxiliary_variable():
                                          ({"objective_weights": [1, 1]}, "model.objective_weights")])
 def test_bad_model_arguments(kwargs, key):
     with pytest.raises(ConfigError, match=key):
-        IdentifiableVAE(DataSpec(name="nonlinear_ica", x_shape=(5,), aux_dim=4), **kwargs)
+        IdentifiableVAE(DataSpec(name="nonlinear_ica", x_shape=(5,), aux_dim=4, ground_truth={"n_sources": 3}),
+                        **kwargs)
 
 
 def test_ivae_without_u_fails_at_build_time_through_the_config(make_cfg):
@@ -144,7 +147,8 @@ def test_short_ivae_run_identifies_2d_sources(make_cfg):
     unmixed = mcc(test["z_true"], test["x"])[0]  # what the observations themselves score (~0.65 here)
     # measured: 0.89 in 11 s on one thread (the full 2-D setting reaches more with more points and epochs)
     assert result["mcc"] > max(0.8, unmixed + 0.15), (result["mcc_per_source"], unmixed)
-    assert sorted(result["mcc_latent_of_source"]) == [0, 1]
+    assert sorted(result["mcc_latent_of_source"]) == [0, 1]  # model.latent_dim=null: the data's 2 sources
+    assert result["true_n_sources"] == 2 and result["true_segment_means"] is False
 
 
 def test_mcc_is_reported_for_any_model_on_data_with_true_latents(make_cfg):

@@ -129,7 +129,9 @@ class NonlinearICAData(InMemoryDataModule):
         self.aux = aux
         self.spec = DataSpec(name="nonlinear_ica", x_shape=(data_dim,),
                              aux_dim=n_segments if aux == "onehot" else 1,
-                             ground_truth={"n_sources": n_sources})
+                             # n_sources: the iVAE family's latent size; segment_means: whether the prior needs
+                             # a mean (model.latent_dim=null / model.prior_mean=auto follow these)
+                             ground_truth={"n_sources": n_sources, "segment_means": not centred})
 
     def build(self) -> dict[str, Split]:
         data = make_nonlinear_ica_data(**self.generator_args)

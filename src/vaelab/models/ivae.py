@@ -2,6 +2,9 @@
 
 - prior="conditional": p(z|u) = N(m(u), diag exp(l(u))), l (and m, with ``prior_mean``) an MLP of the auxiliary
   variable u; prior="standard": N(0, I).
+- sizes that follow the data: ``latent_dim=None`` is the data's number of sources (``ground_truth["n_sources"]``);
+  ``prior_mean="auto"`` learns m(u) iff the data's segments have means (``ground_truth["segment_means"]``).
+  An explicit value that contradicts the data is used as given, with one warning line naming both.
 - encoder q(z|x,u) (``encoder_uses_u``) or q(z|x): N(g, diag exp(v)) from one MLP.
 - decoder N(f(z), sigma^2 I), sigma^2 = ``decoder_var`` fixed (default 0.1) or learnable.
 
@@ -16,8 +19,10 @@ negative ELBO (nats per sample) and evaluation reports the ELBO from it.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +36,35 @@ from vaelab.models.networks import mlp
 PRIORS = ("conditional", "standard")
 OBJECTIVES = ("elbo", "weighted")
 
+log = logging.getLogger("vaelab")
+
+
+def resolve_latent_dim(latent_dim: int | None, data: DataSpec) -> int:
+    """``latent_dim``, or the data's number of sources when it is None; warns once when they differ."""
+    n_sources = data.ground_truth.get("n_sources")
+    if latent_dim is None:
+        if n_sources is None:
+            raise ConfigError(f"model.latent_dim=null follows data.n_sources, and data={data.name} has no number of "
+                              "sources; set model.latent_dim (e.g. model.latent_dim=5) or use data=nonlinear_ica")
+        return int(n_sources)
+    if n_sources is not None and latent_dim != n_sources:
+        log.warning("vaelab: model.latent_dim=%d but data.n_sources=%d: the model fits %d latents to %d sources; "
+                    "leave model.latent_dim unset (null) to follow the data", latent_dim, n_sources, latent_dim,
+                    n_sources)
+    return latent_dim
+
+
+def resolve_prior_mean(prior_mean: Any, data: DataSpec, prior: str) -> bool:
+    """``prior_mean``, or ``auto``: a learned prior mean iff the data's segments have means; warns once when
+    an explicit false meets segment means under the conditional prior (the only prior it changes)."""
+    segment_means = bool(data.ground_truth.get("segment_means", False))
+    if prior_mean == "auto":
+        return segment_means
+    if prior_mean is False and segment_means and prior == "conditional":
+        log.warning("vaelab: model.prior_mean=false but data.centred=false: the segments have means that p(z|u) "
+                    "cannot follow; leave model.prior_mean=auto to follow the data")
+    return prior_mean
+
 
 def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(z; mean, exp(logvar)) (broadcasting)."""
@@ -40,18 +74,20 @@ def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> to
 class IdentifiableVAE(LatentVariableModel):
     """x (B, d) and u (B, aux_dim) -> q(z|x[,u]) over latent_dim dims -> x_hat = f(z) (B, d)."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 5, hidden: Sequence[int] = (100, 100),
-                 activation: str = "leaky_relu", prior: str = "conditional", prior_mean: bool = False,
+    def __init__(self, data: DataSpec, latent_dim: int | None = None, hidden: Sequence[int] = (100, 100),
+                 activation: str = "leaky_relu", prior: str = "conditional", prior_mean: bool | str = "auto",
                  encoder_uses_u: bool = True, decoder_var: float = 0.1, learn_decoder_var: bool = False,
                  beta: float = 1.0, objective: str = "elbo",
                  objective_weights: Sequence[float] = (100.0, 1.0, 0.0, 10.0)):
         super().__init__()
         check_real_valued(data, "ivae (or vae_ica)")
-        if latent_dim < 1:
+        if latent_dim is not None and latent_dim < 1:
             raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
         for key, value, options in (("prior", prior, PRIORS), ("objective", objective, OBJECTIVES)):
             if value not in options:
                 raise ConfigError(f"model.{key}={value!r} is unknown; choose one of {list(options)}")
+        if not (isinstance(prior_mean, bool) or prior_mean == "auto"):
+            raise ConfigError(f"model.prior_mean={prior_mean!r} is unknown; choose one of auto, true, false")
         needs_u = [k for k, on in (("prior=conditional", prior == "conditional"),
                                    ("encoder_uses_u=true", encoder_uses_u)) if on]
         if needs_u and data.aux_dim == 0:
@@ -65,13 +101,17 @@ class IdentifiableVAE(LatentVariableModel):
         if len(objective_weights) != 4 or min(objective_weights) < 0:
             raise ConfigError(f"model.objective_weights={list(objective_weights)} must be four numbers >= 0 "
                               "(a, b, c, d)")
-        self.latent_dim, self.x_shape, self.x_dim = latent_dim, data.x_shape, data.x_dim
+        latent_dim = resolve_latent_dim(latent_dim, data)
+        prior_mean = resolve_prior_mean(prior_mean, data, prior)
+        # the resolved values (what null / auto became)
+        self.latent_dim, self.prior_mean = latent_dim, prior_mean and prior == "conditional"
+        self.x_shape, self.x_dim = data.x_shape, data.x_dim
         self.encoder_uses_u, self.beta, self.objective = encoder_uses_u, float(beta), objective
         self.objective_weights = tuple(float(w) for w in objective_weights)
         in_dim = self.x_dim + (data.aux_dim if encoder_uses_u else 0)
         self.encoder = mlp(in_dim, hidden, 2 * latent_dim, activation)
         self.decoder = mlp(latent_dim, hidden, self.x_dim, activation)
-        self.prior_net = (mlp(data.aux_dim, hidden, (2 if prior_mean else 1) * latent_dim, activation)
+        self.prior_net = (mlp(data.aux_dim, hidden, (2 if self.prior_mean else 1) * latent_dim, activation)
                           if prior == "conditional" else None)
         log_var = torch.tensor(math.log(decoder_var))
         if learn_decoder_var:
