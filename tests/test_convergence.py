@@ -127,7 +127,7 @@ def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["callbacks.convergence.extend=true", "callbacks.convergence.max_epochs=25"],
-     "callbacks.convergence.max_epochs=25 is below the minimum 30"),
+     "callbacks.convergence.max_epochs=25 is below the minimum 26"),
     (["callbacks.convergence.extend=maybe"], "callbacks.convergence.extend='maybe' must be one of auto, true, false"),
     (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
     (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),

@@ -48,6 +48,7 @@ def _config_options():
 NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolved only, here
 NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
 NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"],  # models that need data other than the default (u)
+              "model=vae_ica": ["data=nonlinear_ica"],  # latent_dim null follows data.n_sources
               "model=text_vae": ["data=ptb"],
               "model=cvae": ["data=conditional_manifold"], "model=cvae_lstm": ["data=arma_sequence"],  # need c
               "model=cvae_conv": ["data=mnist", "data.condition=true"],
@@ -78,7 +79,7 @@ def test_every_config_composes_and_builds(make_cfg, overrides):
             build(cfg)
         return
     run = build(cfg)  # data, model, module, every callback and logger, the trainer
-    assert run.model.latent_dim == cfg.model.latent_dim
+    assert run.model.latent_dim == (cfg.model.latent_dim or cfg.data.get("n_sources"))
 
 
 @pytest.mark.parametrize("logger", ["csv", "none"])

@@ -115,8 +115,8 @@ class Convergence(L.Callback):
 
     extend: ``auto`` (extend models with a learnable gamma: the manifold-dimension experiments), true, false.
     When the learning-rate schedule ends (``trainer.max_epochs``), a run that has not converged, or that has not
-    yet been through ``min_extensions`` extensions, gets another cycle of ``extension_epochs`` epochs (null: half
-    of ``trainer.max_epochs``) with a fresh schedule (the config's scheduler over the extension's steps, same
+    yet been through ``min_extensions`` extensions, gets another cycle of ``extension_epochs`` epochs (null: a
+    third of ``trainer.max_epochs``) with a fresh schedule (the config's scheduler over the extension's steps, same
     peak learning rate), as long as the total stays within ``max_epochs`` (null: 3 x ``trainer.max_epochs``).
     ``min_extensions`` = 1 makes every extended run show that its active dims hold through more training.
     window, variance_band, loss_rtol: the criterion of ``assess``.
@@ -137,7 +137,7 @@ class Convergence(L.Callback):
             raise ConfigError(f"callbacks.convergence.loss_rtol={loss_rtol} must be > 0 (e.g. 0.01)")
         if extension_epochs is not None and extension_epochs < 1:
             raise ConfigError(f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
-                              "half of trainer.max_epochs)")
+                              "a third of trainer.max_epochs)")
         if min_extensions < 0:
             raise ConfigError(f"callbacks.convergence.min_extensions={min_extensions} must be >= 0")
         self.extend_option, self.extension_epochs, self.max_epochs = extend, extension_epochs, max_epochs
@@ -149,7 +149,7 @@ class Convergence(L.Callback):
     def budget(self, base_epochs: int) -> tuple[int, int]:
         """(epochs per extension, maximum total epochs) for a run whose schedule has `base_epochs`; raises
         ConfigError when the budget cannot hold the base schedule and ``min_extensions`` extensions."""
-        extension = self.extension_epochs or max(1, base_epochs // 2)
+        extension = self.extension_epochs or max(1, base_epochs // 3)
         maximum = self.max_epochs if self.max_epochs is not None else 3 * base_epochs
         needed = base_epochs + self.min_extensions * extension
         if maximum < needed:
