@@ -149,6 +149,7 @@ def test_short_ivae_run_identifies_2d_sources(make_cfg):
     assert result["mcc"] > max(0.8, unmixed + 0.15), (result["mcc_per_source"], unmixed)
     assert sorted(result["mcc_latent_of_source"]) == [0, 1]  # model.latent_dim=null: the data's 2 sources
     assert result["true_n_sources"] == 2 and result["true_segment_means"] is False
+    assert result["model_latent_dim"] == 2 and result["model_prior_mean"] is False  # resolved from the data
 
 
 def test_mcc_is_reported_for_any_model_on_data_with_true_latents(make_cfg):

@@ -280,13 +280,22 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
-    record.update(data=run.datamodule.spec.name, model=type(run.model).__name__, **{
+    record.update(data=run.datamodule.spec.name, model=type(run.model).__name__, **_model_sizes(run.model), **{
         f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()})
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give a checkpoint file (e.g. "
                           "<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
+
+
+def _model_sizes(model: Any) -> dict[str, Any]:
+    """The sizes a model resolved from the data (``latent_dim``, the iVAE's ``prior_mean``), for metrics.json."""
+    inner = getattr(model, "base", model)  # SA-VAE wraps the model it refines
+    sizes = {"model_latent_dim": getattr(model, "latent_dim", None)}
+    if hasattr(inner, "prior_mean"):
+        sizes["model_prior_mean"] = bool(inner.prior_mean)
+    return {k: v for k, v in sizes.items() if v is not None}
 
 
 def _restart_config(cfg: DictConfig, index: int) -> DictConfig:
