@@ -15,6 +15,11 @@ a learnable decoder variance, gamma). A run has converged when
 - ``loss_settled`` (models without a learnable gamma): the validation negative ELBO changed by less than
   ``loss_rtol`` (relative) over the window. With a learnable gamma the loss keeps falling as gamma -> 0 on a
   correct solution (the (d - r)/2 log gamma term), so it says nothing about the structure and is not checked;
+- ``dims_cover_data`` (models with a learnable gamma on data without a condition, vectors of at most
+  ``LOCAL_DIM_MAX_WIDTH`` numbers): the active dims are at least the data's own local dimension
+  (``metrics.local_pca_dimension`` on the training points: the data alone, no ground truth). A direction that
+  the data spans but that no active dim carries is absorbed into gamma as noise: the run plateaus with every
+  other check passing (seen where the data expresses one direction several times more weakly than the others);
 - ``held_through_extension`` (only when the run was extended, see ``Convergence``): the active dims at the end
   equal those at the end of the previous learning-rate cycle. Dims can sit closed while the learning rate
   anneals to zero and open when training goes on (a saddle, not a solution): only more training shows it.
@@ -30,15 +35,17 @@ import lightning as L
 from vaelab.errors import ConfigError
 
 EXTEND_CHOICES = ("auto", True, False)
+LOCAL_DIM_MAX_WIDTH = 256  # wider samples (images) get no local-dimension check: their neighbourhoods are too sparse
 
 
 def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band: Sequence[float] = (0.05, 0.8),
            loss_rtol: float = 0.01, learnable_gamma: bool = False,
-           extensions: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+           extensions: Sequence[Mapping[str, Any]] = (), data_dimension: int | None = None) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
     ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``
     and ``gamma``;
-    ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``.
+    ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``; ``data_dimension``:
+    the data's local dimension when the model should use at least that many dims (None: no such check).
 
     Returns ``{"converged": bool, "convergence": evidence}``; the evidence has ``checks`` (name -> bool),
     ``reason`` (one line: what failed, or why it passed) and the numbers behind each check."""
@@ -85,6 +92,12 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
             if not checks["loss_settled"]:
                 reasons.append(f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
                                f"{change:.2%} over the window; tolerance {loss_rtol:.2%})")
+        if data_dimension is not None:
+            checks["dims_cover_data"] = last["active_dims"] >= data_dimension
+            evidence["data_local_dimension"] = data_dimension
+            if not checks["dims_cover_data"]:
+                reasons.append(f"{last['active_dims']} active dims but the data's local dimension is "
+                               f"{data_dimension} (local PCA): a direction of the data is not represented")
         if extensions:
             before = extensions[-1]["active_dims_before"]
             checks["held_through_extension"] = last["active_dims"] == before
@@ -143,6 +156,7 @@ class Convergence(L.Callback):
         self.extend_option, self.extension_epochs, self.max_epochs = extend, extension_epochs, max_epochs
         self.min_extensions, self.window, self.variance_band, self.loss_rtol = min_extensions, window, band, loss_rtol
         self.extensions: list[dict[str, Any]] = []
+        self.data_dimension: int | None = None  # set when training starts, where it applies
         self.base_epochs: int | None = None
         self._trainer: L.Trainer | None = None
 
@@ -165,7 +179,19 @@ class Convergence(L.Callback):
 
     def verdict(self, history: Sequence[Mapping[str, Any]], module: L.LightningModule) -> dict[str, Any]:
         return assess(history, self.window, self.variance_band, self.loss_rtol,
-                      has_learnable_gamma(module.model), self.extensions)
+                      has_learnable_gamma(module.model), self.extensions, self.data_dimension)
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """The data's local dimension, for unconditional models with a learnable gamma on vector data."""
+        from vaelab.metrics import local_pca_dimension
+
+        spec = trainer.datamodule.spec
+        if not has_learnable_gamma(module.model) or spec.condition_dim or spec.aux_dim or \
+                len(spec.x_shape) != 1 or spec.x_dim > LOCAL_DIM_MAX_WIDTH or spec.vocab_size:
+            return
+        x = trainer.datamodule.split("train")["x"]
+        if len(x) >= 10 * max(2 * spec.x_dim, 20):
+            self.data_dimension = local_pca_dimension(x)[0]
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer

@@ -50,6 +50,27 @@ def recon_mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     return float((x - x_hat).square().mean())
 
 
+def local_pca_dimension(x: torch.Tensor, anchors: int = 300, neighbours: int | None = None,
+                        seed: int = 0) -> tuple[int, list[int]]:
+    """The data's intrinsic dimension by local PCA, from points x (N, d) alone (no model, no ground truth).
+
+    Around each of `anchors` points (drawn with `seed`) the `neighbours` nearest points (default max(2 d, 20))
+    are centred and their singular values s_1 >= ... >= s_d taken; the local dimension is the i with the largest
+    gap log(s_i / s_{i+1}): tangent directions scale with the neighbourhood's radius, curvature and noise with
+    its square or not at all. Returns (the median local dimension over anchors, the count of anchors per
+    dimension 0..d). Computed in float64."""
+    x = x.flatten(1).double()
+    n, d = x.shape
+    k = min(neighbours or max(2 * d, 20), n - 1)
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:anchors]
+    nearest = torch.cdist(x[chosen], x).topk(k + 1, largest=False).indices  # (A, k + 1), the anchor included
+    patches = x[nearest]
+    s = torch.linalg.svdvals(patches - patches.mean(1, keepdim=True)).clamp_min(1e-300)  # (A, min(k + 1, d))
+    dims = (s[:, :-1] / s[:, 1:]).log().argmax(1) + 1
+    counts = torch.bincount(dims, minlength=d + 1).tolist()
+    return int(dims.median()), counts
+
+
 # Posterior collapse (Skip-VAE, issue 5): mutual information, downstream probe, perplexity, PCA.
 
 def _log_q_matrix(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
