@@ -281,9 +281,9 @@ def converged_of(run: RunResult) -> bool | None:
 
 
 def run_is_exact(case: Case, run: RunResult | None) -> bool | None:
-    """A manifold run: None when not run; False when its job did not complete, it says converged: false or its
-    AD (a union: any class's) differs from the expected; True otherwise."""
-    if run is None:
+    """A manifold run: None when not run or still running; False when its job did not complete, it says
+    converged: false or its AD (a union: any class's) differs from the expected; True otherwise."""
+    if run is None or run.status in ("running", "missing"):
         return None
     if run.status != "completed" or converged_of(run) is False:
         return False
@@ -458,10 +458,63 @@ def tables(cases: Sequence[Case], out: Path, seeds_of: dict[str, list[int]]) -> 
              "s/run iVAE / VAE", "verdict"], icas) + "\n\nMCC: mean ± std over seeds (test split); gap: iVAE mean - "
             "VAE mean; converged per seed in seed order; ns: segments, nps: points per segment, nl: mixing layers.")
     lines, failed = half_lines(judged)
+    lines += confident_wrong_lines(judged, out, seeds_of)
     parts.append("### Pass lines\n\n" + ("\n".join(lines) or "(nothing chosen)"))
+    local = local_dimension_rows(judged, out, seeds_of)
+    if local:
+        parts.append("### The data's local dimension against the runs' active dims\n\n" + markdown_table(
+            ["half", "setting", "data local dim (local PCA)", "AD per seed", "runs below it", "their verdict"],
+            local) + "\n\nComputed from the training points alone (`vaelab.metrics.local_pca_dimension`). "
+            "Runs recorded before the `dims_cover_data` check existed say `converged: true` for these; runs "
+            "made with it say `converged: false` (\"their verdict\": what each run's metrics.json says).")
     failures = [j.failure for j in judged if j.failure]
     parts.append("### Failures\n\n" + ("\n".join(f"- {f}" for f in failures) if failures else "None."))
     return "\n\n".join(parts), failed
+
+
+def confident_wrong_lines(judged: Sequence[Judged], out: Path, seeds_of: dict[str, list[int]]) -> list[str]:
+    """Per half: manifold runs whose AD is wrong although their metrics.json says ``converged: true`` (a run
+    that does not know it is wrong), against all wrong runs."""
+    lines = []
+    for half in HALVES:
+        wrong = silent = 0
+        for j in (j for j in judged if j.case.half == half and j.case.family != "ica"):
+            by_seed = runs_by_seed(out, j.case.settings[0])
+            for seed in seeds_of[half]:
+                run = by_seed.get(seed)
+                if run is None or run.status != "completed" or exact_ad(j.case, run):
+                    continue
+                wrong += 1
+                silent += run.converged is True
+        if wrong:
+            lines.append(f"- **{half}**: {wrong} completed manifold run(s) with the wrong AD, {silent} of them "
+                         "saying `converged: true`")
+    return lines
+
+
+def exact_ad(case: Case, run: RunResult) -> bool:
+    return measured_ad(case, run) == case.expected
+
+
+def local_dimension_rows(judged: Sequence[Judged], out: Path, seeds_of: dict[str, list[int]]) -> list[list[str]]:
+    """VAE settings: the local dimension of their training data against each seed's AD."""
+    from hydra.utils import instantiate
+
+    from vaelab.config import compose_config
+    from vaelab.metrics import local_pca_dimension
+
+    rows = []
+    for j in (j for j in judged if j.case.family == "vae"):
+        data = instantiate(compose_config(j.case.settings[0].overrides).data)
+        data.train_dataloader()
+        dim = local_pca_dimension(data.split("train")["x"])[0]
+        by_seed = runs_by_seed(out, j.case.settings[0])
+        runs = [by_seed.get(s) for s in seeds_of[j.case.half]]
+        done = [r for r in runs if r is not None and r.status == "completed"]
+        below = [r for r in done if r.metrics.get("active_dims", dim) < dim]
+        rows.append([j.case.half, j.case.label, str(dim), ", ".join(ad_cell(j.case, r) for r in runs),
+                     f"{len(below)}/{len(done)}", ", ".join(conv_cell(r) for r in below) or "-"])
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
