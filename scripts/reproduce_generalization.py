@@ -158,6 +158,7 @@ def ica(half: str, n: int, d: int, segments: int, points: int, layers: int, acti
                             source=source, centred=centred))
 
 
+ANALYSIS_MARKER = "<!-- hand-written analysis below: kept when the tables above are regenerated -->"
 T, H = "tuning", "held_out"
 # Within each family in order of size, alternating halves (see the module docstring).
 CASES: list[Case] = [
@@ -605,7 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "table.md").write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(text)
+        kept = doc.read_text().partition(ANALYSIS_MARKER) if doc.is_file() else ("", "", "")
+        doc.write_text(text + (f"\n{ANALYSIS_MARKER}{kept[2]}" if kept[1] else ""))
     print(text + (f"\nWritten: {out / 'table.md'}" + (f", {doc}" if doc else "")))
     return 1 if failed else 0
 
