@@ -117,7 +117,7 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
 
 def has_learnable_gamma(model: Any) -> bool:
     """Whether `model` (or the model it wraps, e.g. SA-VAE) has a learnable decoder variance gamma."""
-    inner = getattr(model, "model", model)
+    inner = getattr(model, "base", model)  # SA-VAE wraps the model it refines
     log_gamma = getattr(inner, "log_gamma", None)
     return log_gamma is not None and getattr(log_gamma, "requires_grad", False)
 
@@ -201,6 +201,8 @@ class Convergence(L.Callback):
             self.budget(self.base_epochs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.max_epochs is None or trainer.max_epochs <= 0 or trainer.should_stop:
+            return  # a max_steps-bounded run (or one told to stop) is not extended
         if trainer.current_epoch + 1 < trainer.max_epochs or not self.extends(module):
             return
         from vaelab.callbacks import Diagnostics  # here: callbacks imports this module
