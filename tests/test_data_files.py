@@ -496,7 +496,8 @@ def test_real_mnist_loads(dataset, per_class):
 def test_short_training_run_on_real_mnist(make_cfg):
     cfg = make_cfg("experiment=vae_mnist", f"paths.data_dir={SHARED}", "data.n_train=1024", "data.n_val=512",
                    "data.binarize=dynamic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
-                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.progress_bar=null", "torch_threads=1")
+                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.progress_bar=null", "torch_threads=1",
+                   "callbacks.convergence.extend=false")
     result = train(cfg)
     assert result["status"] == "completed" and result["data"] == "mnist" and result["steps"] == 16
     assert "true_manifold_dim" not in result

@@ -99,7 +99,8 @@ def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, th
             n_epochs = epochs if rep >= 0 else warmup_epochs
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = compose_config([*on_device, *overrides, f"trainer.max_epochs={n_epochs}",
-                                      f"torch_threads={threads}", f"seed={max(rep, 0)}"], output_dir=tmp)
+                                      f"torch_threads={threads}", f"seed={max(rep, 0)}",
+                                      "callbacks.convergence.extend=false"], output_dir=tmp)  # same steps as the hand loop
                 run = build(cfg)
                 run.datamodule.setup()
                 loader = run.datamodule.train_dataloader()
