@@ -4,6 +4,7 @@ the summary line and vaelab-summarize."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -152,11 +153,41 @@ def test_restarts_train_k_initialisations_and_keep_the_best_validation_elbo(make
     attempts = result["restarts"]
     assert [a["restart"] for a in attempts] == [0, 1, 2] and len({a["seed"] for a in attempts}) == 3
     assert attempts[0]["seed"] == 0  # restart 0 is the plain run of this seed
-    best = max(attempts, key=lambda a: a["val_elbo"])
+    best = max(attempts, key=lambda a: (bool(a.get("converged")), a["val_elbo"]))  # converged ones first
     assert result["restart_kept"] == best["restart"]
     for i in range(3):
         assert (tmp_path / "run" / "restarts" / str(i) / "checkpoints" / "last.ckpt").is_file()
     assert "restarts" not in train(make_cfg(*SHORT, name="single"))  # restarts=1: the plain run
+
+
+def test_a_diverged_restart_is_listed_and_skipped(make_cfg, monkeypatch):
+    import vaelab.train as train_module
+    from vaelab.errors import DivergenceError
+
+    real_fit = train_module._fit
+
+    def fit_that_diverges_once(cfg, record, ckpt_path=None):
+        if cfg.paths.output_dir.endswith("restarts/1"):
+            raise DivergenceError("the loss became nan at optimizer step 3")
+        return real_fit(cfg, record, ckpt_path)
+
+    monkeypatch.setattr(train_module, "_fit", fit_that_diverges_once)
+    result = train(make_cfg(*SHORT, "restarts=2"))
+    assert result["status"] == "completed" and result["restart_kept"] == 0
+    assert "nan" in result["restarts"][1]["diverged"] and "val_elbo" not in result["restarts"][1]
+
+
+def test_all_restarts_diverging_fails_the_run(make_cfg, monkeypatch, tmp_path):
+    import vaelab.train as train_module
+    from vaelab.errors import DivergenceError
+
+    def always_diverges(cfg, record, ckpt_path=None):
+        raise DivergenceError("the loss became inf at optimizer step 1")
+
+    monkeypatch.setattr(train_module, "_fit", always_diverges)
+    with pytest.raises(DivergenceError, match="all restarts=2 initialisations diverged"):
+        train(make_cfg(*SHORT, "restarts=2"))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "diverged"
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "1.5"])

@@ -311,25 +311,35 @@ def _restart_config(cfg: DictConfig, index: int) -> DictConfig:
 
 def _fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Run, Any, dict[str, Any]]:
     """``restarts`` = K > 1: K initialisations trained in full, each in ``restarts/<i>/`` with seed ``seed + i *
-    RESTART_SEED_STRIDE``; the one with the best validation ELBO at the end of training is kept (never a ground
-    truth). Returns the kept run, its diagnostics and the metrics.json fields describing all K."""
-    attempts, best = [], None
+    RESTART_SEED_STRIDE``. Kept: among the restarts that say converged (all of them when none does), the one with
+    the best validation ELBO at the end of training; never a ground truth. A restart that diverges is listed
+    (``diverged``) and skipped; only when all K diverge does the run fail. Returns the kept run, its diagnostics
+    and the metrics.json fields describing all K (also written while the restarts run)."""
+    attempts, trained = [], []
     for index in range(int(cfg.restarts)):
         restart_cfg = _restart_config(cfg, index)
-        run, diagnostics = _fit(restart_cfg, record)
+        attempt: dict[str, Any] = {"restart": index, "seed": int(restart_cfg.seed)}
+        try:
+            run, diagnostics = _fit(restart_cfg, record)
+        except DivergenceError as err:
+            attempts.append({**attempt, "diverged": str(err)})
+            record.update(restarts=attempts)
+            log.warning("vaelab: restart %d/%d diverged: %s", index + 1, cfg.restarts, err)
+            continue
         last = diagnostics.history[-1]
-        attempt = {"restart": index, "seed": int(restart_cfg.seed), "val_elbo": -last["neg_elbo"],
-                   "val_active_dims": last["active_dims"], "epochs": run.trainer.current_epoch}
+        attempt.update(val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"],
+                       epochs=run.trainer.current_epoch)
         convergence = _convergence(run)
         if convergence is not None:
             attempt["converged"] = convergence.verdict(diagnostics.history, run.module)["converged"]
         attempts.append(attempt)
-        record.update(restarts_done=attempts)
+        trained.append((run, diagnostics, attempt))
+        record.update(restarts=attempts)
         log.info("vaelab: restart %d/%d: validation ELBO %.4g, active dims %d", index + 1, cfg.restarts,
                  attempt["val_elbo"], attempt["val_active_dims"])
-        if best is None or attempt["val_elbo"] > best[2]["val_elbo"]:
-            best = (run, diagnostics, attempt)
-    run, diagnostics, kept = best
+    if not trained:
+        raise DivergenceError(f"all restarts={cfg.restarts} initialisations diverged; see restarts/<i>/metrics.json")
+    run, diagnostics, kept = max(trained, key=lambda t: (bool(t[2].get("converged")), t[2]["val_elbo"]))
     return run, diagnostics, {"restarts": attempts, "restart_kept": kept["restart"],
                               "restart_kept_dir": str(Path("restarts") / str(kept["restart"]))}
 
