@@ -148,6 +148,16 @@ def test_summarize_counts_unconverged_runs(make_cfg, tmp_path):
     assert "1/2 (**unconverged**)" in table
 
 
+def test_summarize_does_not_count_runs_without_a_verdict_as_unconverged(tmp_path):
+    for name, verdict in [("0_a", True), ("1_b", None), ("2_c", False)]:
+        (tmp_path / name).mkdir()
+        fields = {} if verdict is None else {"converged": verdict}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"status": "completed", "overrides": [f"seed={name[0]}"], "active_dims": 2, **fields}))
+    cell = summarize(load_runs(tmp_path), group_by=[]).markdown()
+    assert "| 1/2 (**unconverged**) (1 without a verdict) |" in cell
+
+
 def test_restarts_train_k_initialisations_and_keep_the_best_validation_elbo(make_cfg, tmp_path):
     result = train(make_cfg(*SHORT, "restarts=3"))
     attempts = result["restarts"]

@@ -151,7 +151,7 @@ class Summary:
         if self.common:
             text.append("Common overrides: " + " ".join(f"{k}={v}" for k, v in self.common.items()) + "\n")
         text += ["\n".join(lines), "", "mean ± std over completed runs (std with ddof 1); jobs = completed/all."
-                 + ("; converged = completed runs that converged / completed runs (metrics.json `converged`)"
+                 + ("; converged = completed runs that converged / completed runs with a verdict (metrics.json `converged`)"
                     if verdicts else "")]
         if self.problems():
             text += ["", "Not completed:", ""]
@@ -181,8 +181,11 @@ def _jobs_cell(row: dict) -> str:
 
 
 def _converged_cell(row: dict) -> str:
-    cell = f"{row['converged']}/{row['completed']}"
-    return cell + ("" if row["converged"] == row["completed"] else " (**unconverged**)")
+    """``converged/judged``: completed runs with a verdict; runs written before verdicts existed are not counted
+    as unconverged but named."""
+    cell = f"{row['converged']}/{row['judged']}" + ("" if row["converged"] == row["judged"] else " (**unconverged**)")
+    unjudged = row["completed"] - row["judged"]
+    return cell + (f" ({unjudged} without a verdict)" if unjudged else "")
 
 
 def _sort_key(value: str):
@@ -235,7 +238,8 @@ def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group
 
 def _group_row(keys: dict[str, str], members: list[RunResult], metrics: Sequence[str]) -> dict:
     row: dict = {**keys, "jobs": len(members), "completed": sum(r.status == "completed" for r in members),
-                 "converged": sum(r.status == "completed" and r.converged is True for r in members)}
+                 "converged": sum(r.status == "completed" and r.converged is True for r in members),
+                 "judged": sum(r.status == "completed" and r.converged is not None for r in members)}
     for status in PROBLEM_STATUSES:
         row[status] = sum(r.status == status for r in members)
     for metric in metrics:
