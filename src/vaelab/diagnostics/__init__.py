@@ -1,0 +1,1 @@
+"""Diagnostics behind one interface: evaluators that each turn an evaluation context into results."""
