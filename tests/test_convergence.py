@@ -59,6 +59,39 @@ def test_posterior_means_varying_in_an_inactive_dim_are_not_converged():
     assert assess([{**e, "active_units": 2} for e in stirring], learnable_gamma=True)["converged"]
 
 
+def union_evaluation(step: int, group_var: list[list[float]], active_units: int) -> dict:
+    """A union of two classes: pooled variances are the mean of the groups' (what a union run records)."""
+    pooled = [sum(col) / len(col) for col in zip(*group_var)]
+    return {**evaluation(step, sum(v < 0.1 for v in pooled), pooled), "active_units": active_units,
+            "group_encoder_var": group_var}
+
+
+def test_a_converged_union_is_judged_within_each_class():
+    # class 0 uses dims 0-1, class 1 dims 1-2: pooled, dims 0 and 2 sit at ~0.5 although each class has split
+    split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
+    verdict = assess([union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)], learnable_gamma=True,
+                     data_dimension=2)
+    assert verdict["converged"], verdict["convergence"]["reason"]
+    assert verdict["convergence"]["checks"]["dims_cover_data"]
+    # pooled, the same numbers would say unconverged: two dims between the levels, 3 units but 1 active dim
+    pooled_only = [{k: v for k, v in e.items() if k != "group_encoder_var"}
+                   for e in (union_evaluation(s, split, 3) for s in (0, 500, 1000))]
+    assert not assess(pooled_only, learnable_gamma=True)["converged"]
+
+
+def test_a_union_class_with_a_dim_half_open_is_not_converged():
+    moving = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 0.3, 1.0]]
+    verdict = assess([union_evaluation(s, moving, active_units=3) for s in (0, 500, 1000)], learnable_gamma=True)
+    assert not verdict["converged"]
+    assert verdict["convergence"]["ambiguous_dims"] == {"group 1 dim 2": 0.3}
+    assert "group 1 dim 2: 0.3" in verdict["convergence"]["reason"]
+    # a unit that varies in no class's active dims: posterior means still moving
+    split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
+    stirring = assess([union_evaluation(s, split, active_units=4) for s in (0, 500, 1000)], learnable_gamma=True)
+    assert "4 active units (posterior means that vary) but 3 dims active in some group" in \
+        stirring["convergence"]["reason"]
+
+
 def test_too_few_evaluations_are_not_converged():
     verdict = assess([evaluation(0, 2), evaluation(500, 2)], learnable_gamma=True)
     assert not verdict["converged"] and "only 2 validation evaluation(s), 3 needed" in verdict["convergence"]["reason"]

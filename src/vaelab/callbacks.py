@@ -88,7 +88,8 @@ class Diagnostics(L.Callback):
             self.history.append({"step": trainer.global_step, "active_dims": results["active_dims"],
                                  "active_units": results["active_units"],
                                  "encoder_var": results["per_dim_encoder_var"], "neg_elbo": -results["elbo"],
-                                 "gamma": results.get("gamma")})
+                                 "gamma": results.get("gamma"),
+                                 "group_encoder_var": results.get("group_encoder_var")})
         if not trainer.is_global_zero:
             return results
         step = trainer.global_step

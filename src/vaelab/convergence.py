@@ -8,10 +8,13 @@ a learnable decoder variance, gamma). A run has converged when
 - ``active_dims_stable``: the number of active dims is the same in the last ``window`` evaluations;
 - ``variance_split`` (models with a learnable gamma, whose theory predicts it): no dim's mean encoder variance
   (ratio to the prior's when the prior is learned) lies inside ``variance_band``. At a converged solution the
-  variances split into O(gamma) (active) and about 1 (inactive); a dim in between is still opening or closing;
+  variances split into O(gamma) (active) and about 1 (inactive); a dim in between is still opening or closing.
+  On data with classes or groups (``group_encoder_var`` in the history: a union of manifolds, condition groups)
+  the split is judged within each group: a dim that one class uses and another does not has a pooled mean
+  variance in between at a perfectly converged solution;
 - ``units_match_dims`` (the same models): active units = active dims. An inactive dim of a converged solution
   is the prior, so its posterior mean carries nothing; posterior means that still vary in a dim whose variance
-  is near 1 mean it is on its way in or out;
+  is near 1 mean it is on its way in or out. With groups: active units = the dims that some group uses;
 - ``loss_settled`` (models without a learnable gamma): the validation negative ELBO changed by less than
   ``loss_rtol`` (relative) over the window. With a learnable gamma the loss keeps falling as gamma -> 0 on a
   correct solution (the (d - r)/2 log gamma term), so it says nothing about the structure and is not checked;
@@ -19,7 +22,8 @@ a learnable decoder variance, gamma). A run has converged when
   ``LOCAL_DIM_MAX_WIDTH`` numbers): the active dims are at least the data's own local dimension
   (``metrics.local_pca_dimension`` on the training points: the data alone, no ground truth). A direction that
   the data spans but that no active dim carries is absorbed into gamma as noise: the run plateaus with every
-  other check passing (seen where the data expresses one direction several times more weakly than the others);
+  other check passing (seen where the data expresses one direction several times more weakly than the others).
+  With groups, the group that uses the most dims is compared (the local dimension is a median over the data);
 - ``held_through_extension`` (only when the run was extended, see ``Convergence``): the active dims at the end
   equal those at the end of the previous learning-rate cycle. Dims can sit closed while the learning rate
   anneals to zero and open when training goes on (a saddle, not a solution): only more training shows it.
@@ -64,23 +68,29 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
             reasons.append(f"active dims still changing ({' -> '.join(map(str, ads))} over the last "
                            f"{len(ads)} evaluations)")
         last = recent[-1]
+        groups = last.get("group_encoder_var")  # data with classes/groups: variances judged within each
         if learnable_gamma:
-            ambiguous = {j: v for j, v in enumerate(last["encoder_var"]) if low < v < high}
+            variances = {(g, j): v for g, group in enumerate(groups) for j, v in enumerate(group)} if groups \
+                else dict(enumerate(last["encoder_var"]))
+            ambiguous = {key: v for key, v in variances.items() if low < v < high}
             checks["variance_split"] = not ambiguous
-            evidence["ambiguous_dims"] = ambiguous
-            active = [v for v in last["encoder_var"] if v <= low]
-            inactive = [v for v in last["encoder_var"] if v >= high]
+            evidence["ambiguous_dims"] = {(_dim_name(k) if groups else k): v for k, v in ambiguous.items()}
+            active = [v for v in variances.values() if v <= low]
+            inactive = [v for v in variances.values() if v >= high]
             evidence["max_active_var"] = max(active) if active else None
             evidence["min_inactive_var"] = min(inactive) if inactive else None
             if ambiguous:
                 reasons.append(f"{len(ambiguous)} dim(s) with encoder variance between {low:g} and {high:g} "
-                               f"(" + ", ".join(f"dim {j}: {v:.2g}" for j, v in ambiguous.items()) + ")")
+                               "(" + ", ".join(f"{_dim_name(k)}: {v:.2g}" for k, v in list(ambiguous.items())[:6])
+                               + ")")
+            # with groups, a dim is used when any group uses it: the posterior means vary in exactly those
+            used = len({key[1] for key, v in variances.items() if v <= low}) if groups else last["active_dims"]
             if last.get("active_units") is not None:
-                checks["units_match_dims"] = last["active_units"] == last["active_dims"]
+                checks["units_match_dims"] = last["active_units"] == used
                 evidence["active_units"] = last["active_units"]
                 if not checks["units_match_dims"]:
                     reasons.append(f"{last['active_units']} active units (posterior means that vary) but "
-                                   f"{last['active_dims']} active dims")
+                                   f"{used} {'dims active in some group' if groups else 'active dims'}")
             gammas = [e.get("gamma") for e in recent]
             if all(g is not None and g > 0 for g in gammas):
                 evidence["log_gamma_change_window"] = math.log(gammas[-1]) - math.log(gammas[0])
@@ -93,10 +103,12 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
                 reasons.append(f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
                                f"{change:.2%} over the window; tolerance {loss_rtol:.2%})")
         if data_dimension is not None:
-            checks["dims_cover_data"] = last["active_dims"] >= data_dimension
+            covered = max(sum(v <= low for v in group) for group in groups) if learnable_gamma and groups \
+                else last["active_dims"]
+            checks["dims_cover_data"] = covered >= data_dimension
             evidence["data_local_dimension"] = data_dimension
             if not checks["dims_cover_data"]:
-                reasons.append(f"{last['active_dims']} active dims but the data's local dimension is "
+                reasons.append(f"{covered} active dims but the data's local dimension is "
                                f"{data_dimension} (local PCA): a direction of the data is not represented")
         if extensions:
             before = extensions[-1]["active_dims_before"]
@@ -113,6 +125,11 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
     evidence["checks"] = checks
     evidence["reason"] = "; ".join(reasons)
     return {"converged": converged, "convergence": evidence}
+
+
+def _dim_name(key: int | tuple[int, int]) -> str:
+    """``3`` -> ``dim 3``; ``(1, 3)`` -> ``group 1 dim 3``."""
+    return f"group {key[0]} dim {key[1]}" if isinstance(key, tuple) else f"dim {key}"
 
 
 def has_learnable_gamma(model: Any) -> bool:
