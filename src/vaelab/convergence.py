@@ -37,6 +37,7 @@ from typing import Any
 import lightning as L
 
 from vaelab.errors import ConfigError
+from vaelab.schedules import takes_total_steps, total_steps
 
 EXTEND_CHOICES = ("auto", True, False)
 LOCAL_DIM_MAX_WIDTH = 256  # wider samples (images) get no local-dimension check: their neighbourhoods are too sparse
@@ -235,8 +236,6 @@ class Convergence(L.Callback):
 
     def _extend(self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int,
                 verdict: dict[str, Any]) -> None:
-        import inspect
-
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
         self.extensions.append({"at_epoch": trainer.max_epochs, "at_step": trainer.global_step,
                                 "epochs": epochs, "active_dims_before": active_dims,
@@ -246,10 +245,10 @@ class Convergence(L.Callback):
         if trainer.fit_loop.epoch_loop.max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch
         factory = module.scheduler_factory
-        if factory is not None and trainer.lr_scheduler_configs and "total_steps" in inspect.signature(
-                factory).parameters and "total_steps" not in getattr(factory, "keywords", {}):
+        if factory is not None and trainer.lr_scheduler_configs and takes_total_steps(factory):
             optimizer = trainer.lr_scheduler_configs[0].scheduler.optimizer
-            trainer.lr_scheduler_configs[0].scheduler = factory(optimizer, total_steps=epochs * steps_per_epoch)
+            steps = total_steps(None, epochs, steps_per_epoch)  # the extension's own schedule
+            trainer.lr_scheduler_configs[0].scheduler = factory(optimizer, total_steps=steps)
 
     def state_dict(self) -> dict[str, Any]:
         return {"extensions": self.extensions, "base_epochs": self.base_epochs,

@@ -1,7 +1,6 @@
 """The one LightningModule that trains every LatentVariableModel."""
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -13,31 +12,9 @@ import torch
 
 from vaelab.errors import ConfigError, DivergenceError
 from vaelab.models.base import Batch, LatentVariableModel
+from vaelab.schedules import KLWarmup, takes_total_steps, total_steps
 
 log = logging.getLogger("vaelab")
-
-
-class KLWarmup:
-    """KL warm-up (annealing): the KL weight beta grows linearly from ``beta0`` to 1 over ``epochs`` epochs or
-    ``steps`` optimizer steps (give exactly one), then stays at 1. Training minimises
-    ``recon_nll + beta * kl``; beta is derived from the optimizer step, so a resumed run continues the schedule.
-    Config: ``kl_warmup=linear`` (conf/kl_warmup/linear.yaml), e.g. ``kl_warmup.epochs=10 kl_warmup.beta0=0.1``.
-    """
-
-    def __init__(self, beta0: float = 0.1, epochs: float | None = None, steps: int | None = None):
-        if not 0 <= beta0 <= 1:
-            raise ConfigError(f"kl_warmup.beta0={beta0} must be in [0, 1]")
-        if (epochs is None) == (steps is None):
-            raise ConfigError(f"kl_warmup.epochs={epochs} and kl_warmup.steps={steps}: set exactly one of them")
-        if (epochs if epochs is not None else steps) <= 0:
-            raise ConfigError(f"kl_warmup.epochs={epochs} / kl_warmup.steps={steps} must be > 0")
-        self.beta0, self.epochs, self.steps = float(beta0), epochs, steps
-
-    def weight(self, step: int, steps_per_epoch: int) -> float:
-        """beta at optimizer step `step` (0-based) with `steps_per_epoch` optimizer steps per epoch."""
-        length = self.steps if self.steps is not None else self.epochs * steps_per_epoch
-        return min(1.0, self.beta0 + (1.0 - self.beta0) * step / length)
-
 
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
@@ -268,23 +245,16 @@ class VAETrainingModule(L.LightningModule):
     on_validation_epoch_end = _join_rng
 
     def total_steps(self) -> int:
-        """Optimizer steps the run will take: the smaller of max_steps and max_epochs x minibatches per epoch."""
+        """Optimizer steps the run will take (see ``schedules.total_steps``)."""
         trainer = self.trainer
-        limits = [trainer.max_steps] if trainer.max_steps > 0 else []
-        if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            limits.append(trainer.max_epochs * trainer.datamodule.train_dataloader().num_batches())
-        if not limits:
-            raise ConfigError("trainer.max_epochs and trainer.max_steps are both unlimited; set one of them")
-        return min(limits)
+        per_epoch = trainer.datamodule.train_dataloader().num_batches()
+        return total_steps(trainer.max_steps, trainer.max_epochs, per_epoch)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.model.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        kwargs = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters and \
-                "total_steps" not in getattr(self.scheduler_factory, "keywords", {}):
-            kwargs["total_steps"] = self.total_steps()
+        kwargs = {"total_steps": self.total_steps()} if takes_total_steps(self.scheduler_factory) else {}
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, **kwargs)}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
