@@ -38,7 +38,7 @@ class TinyImageData(InMemoryDataModule):
         for i, q in enumerate(quadrant.tolist()):
             x[i, 0, 4 * (q // 2):4 * (q // 2) + 4, 4 * (q % 2):4 * (q % 2) + 4] = 0.9
         cut = [int(0.8 * self.n_samples), int(0.9 * self.n_samples)]
-        return {name: {"x": part} for name, part in zip(("train", "val", "test"), x.tensor_split(cut))}
+        return {name: {"x": part} for name, part in zip(("train", "val", "test"), x.tensor_split(cut), strict=True)}
 
 
 class EnvProbe(L.Callback):

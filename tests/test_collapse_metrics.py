@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from vaelab import metrics
-from vaelab.data.spec import DataSpec
 from vaelab.evaluation import collapse_diagnostics, collect_posterior
 from vaelab.likelihood import _point_noise, importance_sampled_nll
 from vaelab.models.base import LatentVariableModel

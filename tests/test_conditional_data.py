@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from vaelab.data.conditional_manifold import (ARMASequenceData, ConditionalManifoldData, ContinuousGroupsData,
-                                              UnionManifoldData, arma_series, split_sizes, well_conditioned_linear)
+from vaelab.data.conditional_manifold import (
+    ARMASequenceData,
+    ConditionalManifoldData,
+    ContinuousGroupsData,
+    UnionManifoldData,
+    arma_series,
+    split_sizes,
+    well_conditioned_linear,
+)
 from vaelab.data.synthetic_manifold import SyntheticManifoldData, embed, random_linear
 from vaelab.errors import ConfigError
 
@@ -182,7 +189,8 @@ def test_arma_series_follows_its_recursion():
     u = arma_series(60, 2, ar, ma, 0.5, torch.Generator().manual_seed(0), burn_in=0)
     e = 0.5 * torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for s in range(3, 60):
-        expected = sum(a * u[s - 1 - i] for i, a in enumerate(ar)) + e[s] + sum(m * e[s - 1 - j] for j, m in enumerate(ma))
+        expected = (sum(a * u[s - 1 - i] for i, a in enumerate(ar)) + e[s]
+                    + sum(m * e[s - 1 - j] for j, m in enumerate(ma)))
         torch.testing.assert_close(u[s], expected)
 
 

@@ -7,12 +7,11 @@ import torch
 
 from conftest import read_metrics
 from vaelab import metrics
-from vaelab.data.conditional_manifold import ARMASequenceData, ConditionalManifoldData, UnionManifoldData
+from vaelab.data.conditional_manifold import ARMASequenceData, UnionManifoldData
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
 from vaelab.evaluation import diagnose
 from vaelab.models.cvae import ConditionalVAE
-from vaelab.models.gaussian import DiagonalGaussian
 from vaelab.train import train
 
 VECTOR = DataSpec("conditional_manifold", (10,), condition_dim=3, ground_truth={"manifold_dim": 4,

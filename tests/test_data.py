@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from vaelab.data.in_memory import GROUND_TRUTH_KEYS, EpochPermutation, TensorBatchLoader
-from vaelab.data.synthetic_manifold import (GMM_WEIGHTS, SyntheticManifoldData, make_manifold_data,
-                                            random_linear, sample_gmm_latents)
+from vaelab.data.synthetic_manifold import (
+    GMM_WEIGHTS,
+    SyntheticManifoldData,
+    make_manifold_data,
+    random_linear,
+    sample_gmm_latents,
+)
 from vaelab.errors import ConfigError
 
 
@@ -360,7 +365,7 @@ def test_stacked_fetches_concatenate_to_the_plain_minibatch_sequence(k, drop_las
     expected, got = list(plain), minibatches(stacked)
     assert len(got) == len(expected) == stacked.num_batches() == plain.num_batches() == len(plain)
     assert plain.num_batches() == (10 if drop_last else 11)
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         assert set(e) == set(g)
         for name in e:
             assert torch.equal(e[name], g[name]), name

@@ -1,7 +1,6 @@
 """Image panels in TensorBoard (reconstructions, samples, traversals) for image-shaped data."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from conftest import SHORT

@@ -10,8 +10,8 @@ from vaelab.errors import ConfigError
 from vaelab.models.bernoulli_mlp import BernoulliMLPVAE
 from vaelab.models.pixelcnn import PixelCNNVAE
 from vaelab.models.semi_amortized import SemiAmortized
-from vaelab.training_module import KLWarmup
 from vaelab.train import build, train
+from vaelab.training_module import KLWarmup
 
 IMAGES = DataSpec("images", (1, 8, 8), n_classes=10, x_range=(0.0, 1.0))
 

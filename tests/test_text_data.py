@@ -152,8 +152,9 @@ def test_real_ptb_counts_match_sources():
 
 @needs_shared
 def test_real_yahoo_local_counts_vocab_and_note():
-    from vaelab.config import compose_config
     from hydra.utils import instantiate
+
+    from vaelab.config import compose_config
 
     cfg = compose_config(["data=yahoo_local", f"paths.data_dir={SHARED_DATA}"])
     data = instantiate(cfg.data)

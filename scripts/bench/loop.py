@@ -100,7 +100,8 @@ def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, th
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = compose_config([*on_device, *overrides, f"trainer.max_epochs={n_epochs}",
                                       f"torch_threads={threads}", f"seed={max(rep, 0)}",
-                                      "callbacks.convergence.extend=false"], output_dir=tmp)  # same steps as the hand loop
+                                      # fixed step counts, the same as the hand loop's
+                                      "callbacks.convergence.extend=false"], output_dir=tmp)
                 run = build(cfg)
                 run.datamodule.setup()
                 loader = run.datamodule.train_dataloader()
@@ -109,7 +110,7 @@ def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, th
             if rep >= 0:
                 times[name].append(elapsed)
                 steps = rep_steps
-    ratios = [v / h for v, h in zip(times["vaelab"], times["hand"])]
+    ratios = [v / h for v, h in zip(times["vaelab"], times["hand"], strict=True)]
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     return {"kind": "loop", "overrides": overrides, "device": device, "batch_size": batch_size,
             "epochs": epochs, "steps": steps, "threads": threads, "reps": reps,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def _range(s: dict, fmt: str = "{:.3g}") -> str:
@@ -53,7 +54,8 @@ def _default_runs(rows: dict) -> list[str]:
         t = r["targets"]
         lines.append(f"| {name} | {' '.join(r['overrides']) or '(defaults)'} | {r['wall_s']:.1f} | {r['steps']} | "
                      f"{r['diagnostics_s']:.2f} ({r['diagnostics_runs']}) | {100 * r['diagnostics_share']:.1f}% | "
-                     f"{_verdict(r['diagnostics_share'], t.get('diagnostics_share'), '{:.0%}')} | {r['peak_rss_mb']:.0f} | "
+                     f"{_verdict(r['diagnostics_share'], t.get('diagnostics_share'), '{:.0%}')} | "
+                     f"{r['peak_rss_mb']:.0f} | "
                      f"{_verdict(r['peak_rss_mb'], t.get('peak_rss_mb'))} | {_load(r)} |")
     return lines
 
@@ -101,4 +103,4 @@ def markdown(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(json.loads(open(sys.argv[1]).read())))
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
