@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 from vaelab import metrics
-from vaelab.evaluation import collapse_diagnostics, collect_posterior
+from vaelab.diagnostics.base import EvalContext, run_evaluators
+from vaelab.diagnostics.iw_nll import ImportanceSampledNLL
+from vaelab.diagnostics.mutual_information import MutualInformation
+from vaelab.evaluation import collect_posterior
 from vaelab.likelihood import _point_noise, importance_sampled_nll
 from vaelab.models.base import LatentVariableModel
 from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
@@ -133,7 +136,7 @@ def test_perplexity_is_exp_of_nll_per_token():
     assert metrics.perplexity(torch.tensor([2.0, 4.0]), torch.tensor([1, 2])) == pytest.approx(math.exp(2.0))
 
 
-def test_collapse_diagnostics_reports_token_counts_when_the_model_counts_tokens():
+def test_iw_nll_evaluator_reports_token_counts_when_the_model_counts_tokens():
     class Counted(LinearGaussian):
         def token_count(self, batch):
             return torch.full((len(batch["x"]),), 3.0)
@@ -141,7 +144,11 @@ def test_collapse_diagnostics_reports_token_counts_when_the_model_counts_tokens(
     model = Counted()
     x = model.marginal().sample((50,))
     q = model.encode({"x": x})
-    out = collapse_diagnostics(model, {"x": x}, q, iw_nll_samples=10, iw_nll_points=40, mi_points=30)
+    ctx = EvalContext(model, "test", {"x": x}, q, None, None, {}, batch_size=64)
+    evaluators = {"iw_nll": ImportanceSampledNLL(samples=10, points=40), "mi": MutualInformation(points=30)}
+    evaluation = run_evaluators(evaluators, ctx)
+    out = evaluation.results()
+    assert set(evaluation.scalars) == {"iw_nll", "iw_ppl", "mi"}  # per-token NLL: metrics.json only
     assert out["iw_ppl"] == pytest.approx(math.exp(out["iw_nll"] / 3), rel=1e-6)
     assert out["iw_nll_per_token"] == pytest.approx(out["iw_nll"] / 3, rel=1e-6)
     assert 0 < out["mi"] <= math.log(30)

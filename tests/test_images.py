@@ -39,7 +39,7 @@ def test_image_data_logs_image_panels_to_tensorboard(make_cfg):
 
     cfg = make_cfg(*SHORT, "data._target_=helpers.TinyImageData",
                    "data.n_samples=256", "data.batch_size=32", "model.latent_dim=4", "trainer.max_epochs=2",
-                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.diagnostics.image_dims=3")
+                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.diagnostics.evaluators.image_panels.dims=3")
     result = train(cfg)
     assert result["status"] == "completed"
     acc = EventAccumulator(str(result["run_dir"] + "/tensorboard"), size_guidance={"images": 0})

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from vaelab.diagnostics.mcc import identifiability
 from vaelab.errors import ConfigError
-from vaelab.evaluation import identifiability
 from vaelab.metrics import abs_correlation, mcc
 from vaelab.models.gaussian import DiagonalGaussian
 
@@ -82,7 +82,7 @@ def test_posterior_sample_option_adds_the_posterior_noise(sources):
 
 
 def test_bad_arguments():
-    with pytest.raises(ConfigError, match="mcc_method"):
+    with pytest.raises(ConfigError, match=r"mcc\.method"):
         mcc(torch.randn(10, 2), torch.randn(10, 2), "kendall")
     with pytest.raises(ValueError, match="equally long"):
         mcc(torch.randn(10, 2), torch.randn(9, 2))

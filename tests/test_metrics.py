@@ -1,7 +1,8 @@
 """Oracle tests for the diagnostics: every metric is checked on a case whose answer is known in advance.
 
-Covers vaelab.metrics (pure functions), vaelab.evaluation.diagnose/collect_posterior on hand-built models
-with known posteriors, DiagonalGaussian and the GaussianVAE likelihood / gamma floor / config checks.
+Covers vaelab.metrics (pure functions), vaelab.evaluation.diagnose (the default evaluators) and collect_posterior
+on hand-built models with known posteriors, DiagonalGaussian and the GaussianVAE likelihood / gamma floor / config
+checks.
 """
 from __future__ import annotations
 
@@ -185,13 +186,14 @@ def test_non_positive_thresholds_raise_config_error_naming_the_key(bad):
     assert metrics.check_threshold("x", 0.5) == 0.5
 
 
-def test_diagnostics_callback_names_its_threshold_keys():
-    from vaelab.callbacks import Diagnostics
+def test_diagnostics_evaluators_name_their_threshold_keys():
+    from vaelab.diagnostics.active_dims import ActiveDims
+    from vaelab.diagnostics.active_units import ActiveUnits
 
-    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.active_threshold"):
-        Diagnostics(active_threshold=0.0)
-    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.au_threshold"):
-        Diagnostics(au_threshold=-1.0)
+    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.evaluators\.active_dims\.threshold"):
+        ActiveDims(threshold=0.0)
+    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.evaluators\.active_units\.threshold"):
+        ActiveUnits(threshold=-1.0)
 
 
 def test_diagnose_rejects_non_positive_thresholds():

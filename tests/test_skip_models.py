@@ -94,8 +94,9 @@ def test_warmup_and_sa_train_through_the_config(make_cfg):
 
     cfg = make_cfg(*SHORT, "trainer.max_epochs=4", "kl_warmup=linear", "kl_warmup.epochs=2",
                    "trainer.log_every_n_steps=5", "inference=sa", "inference.steps=2",
-                   "callbacks.diagnostics.mi_points=500", "callbacks.diagnostics.iw_nll_samples=10",
-                   "callbacks.diagnostics.iw_nll_points=50")
+                   "callbacks.diagnostics.evaluators.mutual_information.points=500",
+                   "callbacks.diagnostics.evaluators.iw_nll.samples=10",
+                   "callbacks.diagnostics.evaluators.iw_nll.points=50")
     result = train(cfg)
     assert result["status"] == "completed" and result["model"] == "SemiAmortized"
     for key in ("mi", "iw_nll", "encoder_loss", "elbo"):
@@ -111,8 +112,9 @@ def test_short_mnist_skip_run_reports_collapse_metrics(make_cfg):
     result = train(make_cfg("experiment=skip_mnist_mlp", f"paths.data_dir={SHARED_DATA}", "model.skip=true",
                             "data.n_train=2000", "data.n_val=1000", "model.encoder_hidden=[64]",
                             "model.decoder_hidden=[64,64]", "trainer.max_epochs=2",
-                            "callbacks.diagnostics.mi_points=1000", "callbacks.diagnostics.iw_nll_samples=20",
-                            "callbacks.diagnostics.iw_nll_points=100", "callbacks.progress_bar=null",
+                            "callbacks.diagnostics.evaluators.mutual_information.points=1000",
+                            "callbacks.diagnostics.evaluators.iw_nll.samples=20",
+                            "callbacks.diagnostics.evaluators.iw_nll.points=100", "callbacks.progress_bar=null",
                             "torch_threads=1"))
     assert result["status"] == "completed" and result["model"] == "BernoulliMLPVAE"
     assert 0 < result["mi"] <= 6.91 + 1e-6  # log 1000

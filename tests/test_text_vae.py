@@ -12,7 +12,10 @@ from test_text_data import write_corpus
 from vaelab.data.spec import DataSpec
 from vaelab.data.text import PAD, TextData
 from vaelab.errors import ConfigError
-from vaelab.evaluation import collapse_diagnostics, collect_posterior
+from vaelab.diagnostics.base import run_evaluators
+from vaelab.diagnostics.iw_nll import ImportanceSampledNLL
+from vaelab.diagnostics.mutual_information import MutualInformation
+from vaelab.evaluation import evaluation_context
 from vaelab.models.text_vae import TextVAE
 from vaelab.train import build, train
 
@@ -108,9 +111,8 @@ def test_uniform_decoder_has_perplexity_equal_to_the_vocabulary_size(corpus):
     assert torch.equal(tokens, (test["x"] != PAD).sum(1) - 1)
     nll = model.reconstruction_nll(test["x"], model.decode(torch.randn(len(tokens), 4), test))
     assert torch.allclose(nll, tokens * math.log(data.spec.vocab_size), rtol=1e-5)
-    posterior = collect_posterior(model, test, 16)["posterior"]
-    results = collapse_diagnostics(model, test, posterior, mi_points=64, iw_nll_samples=7, iw_nll_points=40,
-                                   iw_nll_max_rows=30)
+    evaluators = {"mi": MutualInformation(points=64), "iw_nll": ImportanceSampledNLL(samples=7, points=40, max_rows=30)}
+    results = run_evaluators(evaluators, evaluation_context(model, "test", test, 16)).results()
     assert results["iw_ppl"] == pytest.approx(data.spec.vocab_size, rel=1e-5)
     per_doc = float(tokens[:40].float().mean()) * math.log(data.spec.vocab_size)
     assert results["iw_nll"] == pytest.approx(per_doc, rel=1e-5)
@@ -120,8 +122,9 @@ def test_uniform_decoder_has_perplexity_equal_to_the_vocabulary_size(corpus):
 RUN = ["experiment=text_ptb", "data.dataset=tiny", "data.train=train.txt", "data.valid=valid.txt",
        "data.test=test.txt", "data.n_train=null", "data.batch_size=16", "model.latent_dim=4",
        "model.embedding_dim=16", "model.encoder_hidden=32", "model.decoder_hidden=32", "trainer.max_epochs=3",
-       "kl_warmup.epochs=1", "callbacks.diagnostics.iw_nll_samples=5", "callbacks.diagnostics.iw_nll_points=20",
-       "callbacks.diagnostics.iw_nll_max_rows=50", "callbacks.progress_bar=null", "torch_threads=1"]
+       "kl_warmup.epochs=1", "callbacks.diagnostics.evaluators.iw_nll.samples=5",
+       "callbacks.diagnostics.evaluators.iw_nll.points=20", "callbacks.diagnostics.evaluators.iw_nll.max_rows=50",
+       "callbacks.progress_bar=null", "torch_threads=1"]
 
 
 @pytest.mark.parametrize("extra", [["model.skip=false"], ["model.skip=true", "model.decoder_layers=2"],

@@ -221,8 +221,10 @@ def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):
     (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
     (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
     (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
-    (["callbacks.diagnostics.active_threshold=0"], "callbacks.diagnostics.active_threshold=0"),
-    (["callbacks.diagnostics.au_threshold=-0.01"], "callbacks.diagnostics.au_threshold=-0.01"),
+    (["callbacks.diagnostics.evaluators.active_dims.threshold=0"],
+     "callbacks.diagnostics.evaluators.active_dims.threshold=0"),
+    (["callbacks.diagnostics.evaluators.active_units.threshold=-0.01"],
+     "callbacks.diagnostics.evaluators.active_units.threshold=-0.01"),
     (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
     (["data.split=[0.5,0.1,0.1]"], "data.split"),
 ])

@@ -181,7 +181,8 @@ def abs_correlation(a: torch.Tensor, b: torch.Tensor, method: str = "pearson") -
     """|corr(a_i, b_j)| for every column pair, shape (n, k), from a (N, n) and b (N, k); Spearman correlates
     ranks. A constant column correlates 0 with everything."""
     if method not in MCC_METHODS:
-        raise ConfigError(f"callbacks.diagnostics.mcc_method={method!r} is unknown; choose one of {list(MCC_METHODS)}")
+        raise ConfigError(f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of "
+                          f"{list(MCC_METHODS)}")
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"abs_correlation needs two equally long sets of >= 2 samples, got {len(a)} and {len(b)}")
     a, b = (_ranks(a), _ranks(b)) if method == "spearman" else (a.double(), b.double())
