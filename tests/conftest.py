@@ -1,7 +1,9 @@
 """Shared fixtures: the real config, composed and shrunk for seconds-long runs."""
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -41,3 +43,29 @@ def make_cfg(tmp_path):
 
 def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+# Test tiers: `pytest -m "not integration"` is the unit tier (under a minute on one CPU core); plain `pytest`
+# runs both. A test is `integration` when it, or a fixture from this folder that it uses, assembles or trains
+# whole runs (calls train( or build(, or uses the SHORT / EASY run overrides above) or starts a process
+# (subprocess, or a module's _cli( / _start( helpers). Whole modules say so with `pytestmark` (bench, reliability).
+INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train|build|_cli|_start)\(|\bsubprocess\.|\b(SHORT|EASY)\b")
+TESTS = Path(__file__).resolve().parent
+
+
+def _source(fn) -> str:
+    try:
+        return inspect.getsource(fn) if TESTS in Path(inspect.getsourcefile(fn) or "/").resolve().parents else ""
+    except (OSError, TypeError):
+        return ""
+
+
+def _is_integration(item: pytest.Function) -> bool:
+    fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+    return any(INTEGRATION_SOURCE.search(_source(fn)) for fn in (item.function, *fixtures))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if isinstance(item, pytest.Function) and _is_integration(item):
+            item.add_marker(pytest.mark.integration)

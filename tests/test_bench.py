@@ -11,6 +11,8 @@ import pytest
 
 from conftest import SHARED_DATA
 
+pytestmark = pytest.mark.integration  # runs the benchmark scripts in subprocesses
+
 RUN = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "run.py"
 
 

@@ -1,0 +1,164 @@
+"""``train_seeds``: S seeds of one config trained in one process, each writing the run directory a single run
+with its seed writes (metrics.json with the same fields, TensorBoard scalars, the model's weights).
+
+What differs from S single runs: the members train as one stacked model (vaelab.seed_parallel.training);
+the Lightning validation loop (``val/loss`` and the ``best-epoch*.ckpt`` it selects) does not run, the
+diagnostics' validation runs do; the checkpoint is the final model only (``checkpoints/model.ckpt``, a
+Lightning-style ``state_dict`` of the training module), so a seed-parallel run cannot be resumed yet.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from vaelab import run_dir
+from vaelab.errors import ConfigError
+from vaelab.run_record import RunRecord
+from vaelab.seed_parallel.members import Member, build_member
+from vaelab.seed_parallel.training import SeedParallelLoop
+
+CHECKPOINT = Path("checkpoints") / "model.ckpt"
+log = logging.getLogger("vaelab")
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """`seeds` as a list of distinct ints; ConfigError naming ``seeds`` otherwise."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) and not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"seeds={seeds!r} must be a list of integer seeds, e.g. seeds=[0,1,2,3,4]")
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("seeds=[] is empty; give the seeds to train, e.g. seeds=[0,1,2,3,4]")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"seeds={seeds} must be integers, e.g. seeds=[0,1,2,3,4]")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds={seeds} repeats {repeated}; each seed trains one member, list it once")
+    return seeds
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The run options seed-parallel training does not combine with: one-line ConfigErrors naming the key."""
+    devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", "auto"))
+    if "ddp" in strategy or devices == -1 or (isinstance(devices, int) and devices > 1) or \
+            int(cfg.trainer.get("num_nodes") or 1) > 1:
+        raise ConfigError(f"trainer.devices={devices} trainer.strategy={strategy}: seed-parallel training runs in "
+                          "one process on one device; use trainer=cpu or trainer=gpu")
+    if cfg.trainer.get("accelerator") not in (None, "cpu", "auto"):
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator}: seed-parallel training runs on the CPU "
+                          "for now; use trainer=cpu")
+    if int(cfg.get("restarts", 1)) != 1:
+        raise ConfigError(f"restarts={cfg.restarts} cannot be combined with seed-parallel training yet; set restarts=1")
+    for key in ("ckpt_path", "resume"):
+        if cfg.get(key):
+            raise ConfigError(f"{key}={cfg[key]}: seed-parallel runs cannot be resumed yet; run without {key}")
+
+
+def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Trains `seeds` of `cfg` in one process; returns each member's metrics.json content, in seed order.
+
+    run_dirs: each member's run directory (default ``<cfg.paths.output_dir>/seed_<s>``); overrides: the
+    command line's, recorded in every member's metrics.json with ``seed=<s>`` in place of ``seeds``/``seed``.
+    A directory that already holds a run is left alone as a single run leaves it (RunExistsError, nothing
+    written), or skipped with ``skip_completed`` when it completed. Config errors (a model that cannot be
+    stacked, bad seeds) are raised before anything is written."""
+    seeds = check_seeds(seeds)
+    check_options(cfg)
+    dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [
+        Path(cfg.paths.output_dir) / f"seed_{s}" for s in seeds]
+    if len(dirs) != len(seeds):
+        raise ConfigError(f"{len(dirs)} run directories for {len(seeds)} seeds")
+    starts = [run_dir.decide(d, None, bool(cfg.get("skip_completed"))) for d in dirs]
+    todo = [i for i, start in enumerate(starts) if not start.skip]
+    results: dict[int, dict[str, Any]] = {i: {**starts[i].previous, "skipped": True}
+                                          for i in range(len(seeds)) if starts[i].skip}
+    if todo:
+        members = [build_member(cfg, seeds[i], dirs[i]) for i in todo]
+        loop = SeedParallelLoop(members)  # checks that the model stacks before a directory is claimed
+        kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "seeds")]
+        records = [run_dir.claim(m.directory, starts[i], name=cfg.name, seed=m.seed,
+                                 overrides=[*kept, f"seed={m.seed}"], run_dir=str(m.directory),
+                                 seed_parallel=len(members))
+                   for i, m in zip(todo, members, strict=True)]
+        results.update(zip(todo, _train(loop, records), strict=True))
+    return [results[i] for i in range(len(seeds))]
+
+
+def _train(loop: SeedParallelLoop, records: list[RunRecord]) -> list[dict[str, Any]]:
+    """Trains the members and finishes each one's metrics.json; an error that stops the whole loop is recorded
+    in every member's and raised."""
+    for member, record in zip(loop.members, records, strict=True):
+        record.update(data=member.run.datamodule.spec.name, model=type(member.run.model).__name__,
+                      **_model_sizes(member.run.model),
+                      **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()})
+    try:
+        loop.fit()
+    except (KeyboardInterrupt, SystemExit) as err:
+        for record in records:
+            record.finish("interrupted", error=type(err).__name__)
+        raise
+    except Exception as err:
+        for record in records:
+            record.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    return [_finish(loop, s, record) for s, record in enumerate(records)]
+
+
+def _model_sizes(model: Any) -> dict[str, Any]:
+    """The sizes the model resolved from the data, as a single run records them."""
+    sizes = {"model_latent_dim": model.latent_dim}
+    if hasattr(model, "prior_mean"):
+        sizes["model_prior_mean"] = bool(model.prior_mean)
+    return sizes
+
+
+def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]:
+    """Member `s`'s outcome into its metrics.json: diverged with its last finite values, or its final test
+    metrics (as ``vaelab.train`` computes them, on the member's own model instance) and its checkpoint."""
+    member = loop.members[s]
+    if member.status == "diverged":
+        return record.finish("diverged", **member.divergence)
+    try:
+        loop.unstack(s)  # into member.run.model, which member.run.module evaluates
+        metrics = final_metrics(member)
+        save_checkpoint(member, loop)
+    except Exception as err:
+        log.error("vaelab: seed %d failed: %s: %s", member.seed, type(err).__name__, err)
+        return record.finish("failed", error=f"{type(err).__name__}: {err}")
+    final = {f"final/{k}": float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"}
+    bad = [k for k, v in final.items() if not math.isfinite(v)]
+    if bad:
+        return record.finish("diverged", error=f"non-finite final metrics {bad} after {member.view.global_step} steps",
+                             **metrics)
+    from vaelab.loggers import report_final
+
+    report_final(member.view, member.cfg, final)
+    return record.finish("completed", **metrics)
+
+
+def final_metrics(member: Member) -> dict[str, Any]:
+    """The test-split diagnostics, training length and convergence verdict of ``vaelab.train``'s metrics.json,
+    for a member whose final weights are in ``member.run.model``."""
+    view = member.view
+    metrics = {**member.diagnostics.run(view, member.run.module, "test"), "epochs": view.current_epoch,
+               "steps": view.global_step, "gamma_floor_reached_at_step": member.gamma_floor_step}
+    if member.convergence is not None:
+        metrics.update(member.convergence.verdict(member.diagnostics.history, member.run.module))
+    return metrics
+
+
+def save_checkpoint(member: Member, loop: SeedParallelLoop) -> Path:
+    """``checkpoints/model.ckpt``: the member's final weights as a Lightning checkpoint's ``state_dict`` (keys of
+    the training module, ``model.<name>``), with its epoch, step and seed."""
+    path = member.directory / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": member.run.module.state_dict(), "epoch": member.view.current_epoch,
+                "global_step": member.view.global_step, "seed": member.seed}, path)
+    return path

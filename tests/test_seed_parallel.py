@@ -1,0 +1,217 @@
+"""Seed-parallel training (vaelab.seed_parallel): S seeds as one stacked model, each member the same science
+as the single run with its seed."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHORT
+from vaelab.errors import ConfigError, RunExistsError
+from vaelab.models.base import Batch
+from vaelab.run_record import RunRecord, read_metrics
+from vaelab.seed_parallel import loss as member_loss
+from vaelab.seed_parallel import train_seeds
+from vaelab.seed_parallel.loss import member_terms
+from vaelab.seed_parallel.members import build_member
+from vaelab.seed_parallel.runs import _train
+from vaelab.seed_parallel.stacking import StackedModel
+from vaelab.seed_parallel.training import SeedParallelLoop
+from vaelab.train import build, train
+
+VAE = [*SHORT, "trainer.max_epochs=2", "trainer.max_steps=20", "logger=none"]  # 12 steps per epoch
+IVAE = ["experiment=ivae", "compile=false", "data.n_segments=10", "data.points_per_segment=200", "torch_threads=1",
+        "callbacks.progress_bar=null", "trainer.max_epochs=2", "trainer.max_steps=30", "logger=none"]  # 25 per epoch
+STEP_RTOL = 1e-4
+
+
+def single_run_losses(cfg) -> list[float]:
+    """The loss of every optimizer step of the single run `cfg` (vaelab.train.build, then trainer.fit)."""
+    run = build(cfg)
+    losses, loss_fn = [], run.module._train_loss
+
+    def recording(batch: Batch) -> dict[str, torch.Tensor]:
+        terms = loss_fn(batch)
+        losses.append(terms["loss"].item())
+        return terms
+
+    run.module._train_loss = recording
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    return losses
+
+
+def seed_parallel_losses(cfg, seeds, monkeypatch) -> list[list[float]]:
+    """Per member, the loss of every optimizer step of one seed-parallel loop over `seeds`."""
+    losses: list[list[float]] = []
+
+    def recording(*args):
+        terms = member_terms(*args)
+        losses.append(terms["loss"].tolist())
+        return terms
+
+    monkeypatch.setattr("vaelab.seed_parallel.training.member_terms", recording)
+    members = [build_member(cfg, s, cfg.paths.output_dir + f"/seed_{s}") for s in seeds]
+    SeedParallelLoop(members).fit()
+    return [list(per_member) for per_member in zip(*losses, strict=True)]
+
+
+@pytest.mark.parametrize("overrides", [VAE, IVAE], ids=["vae", "ivae_weighted"])
+def test_each_member_takes_the_steps_of_the_single_run_with_its_seed(make_cfg, monkeypatch, overrides):
+    seeds = [3, 0, 7]
+    stacked = seed_parallel_losses(make_cfg(*overrides, name="stacked"), seeds, monkeypatch)
+    for seed, member in zip(seeds, stacked, strict=True):
+        single = single_run_losses(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
+        assert len(member) == len(single) >= 20
+        assert member == pytest.approx(single, rel=STEP_RTOL), f"seed {seed}"
+
+
+def _member_models(cfg, seeds):
+    return [build_member(cfg, s, cfg.paths.output_dir + f"/seed_{s}").run for s in seeds]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=cvae", "data=conditional_manifold", "model.prior=learned"],
+    ["model=cvae", "data=conditional_manifold", "model.prior=learned", "model.share_encoder_prior=true"],
+    ["model=cvae", "data=conditional_manifold", "model.prior_in_decoder=true", "model.gated_decoder=true",
+     "model.output_sigmoid=true", "model.activation=prelu"],
+    ["model=cvae", "data=conditional_manifold", "model.use_condition=false"],
+    ["model=ivae", "data=nonlinear_ica", "model.learn_decoder_var=true", "data.centred=false"],
+    ["model=ivae", "data=nonlinear_ica", "model.prior=standard", "model.encoder_uses_u=false", "model.beta=4"],
+    ["model=bernoulli_mlp", "data._target_=helpers.TinyImageData", "model.encoder_hidden=[16]",
+     "model.decoder_hidden=[16,16,16]", "model.skip=true"],
+    ["model=bernoulli_mlp", "data._target_=helpers.TinyImageData", "model.encoder_hidden=[16]",
+     "model.decoder_hidden=[16,16]", "model.skip=false"],
+], ids=["cvae_learned", "cvae_shared", "cvae_decoder_options", "cvae_no_condition", "ivae_learned_var",
+        "betavae", "bernoulli_skip", "bernoulli_plain"])
+def test_stacked_terms_and_gradients_equal_each_models_own(make_cfg, overrides):
+    cfg = make_cfg(*overrides, "logger=none", "torch_threads=1", "callbacks.progress_bar=null")
+    runs = _member_models(cfg, [0, 1, 2])
+    models = [r.model for r in runs]
+    stacked = StackedModel(models)
+    split = runs[0].datamodule.split("train")
+    batch = {k: v[:16] for k, v in split.items() if k != "z_true"}
+    noise = torch.randn(3 * 16, models[0].latent_dim, generator=torch.Generator().manual_seed(5))
+    terms = member_terms(stacked, {k: torch.cat([v] * 3) for k, v in batch.items()}, noise)
+    terms["loss"].sum().backward()
+    for s, model in enumerate(models):
+        with pytest.MonkeyPatch.context() as patch:  # model.loss's randn_like draws member s's noise
+            patch.setattr(torch, "randn_like", lambda t, s=s: noise[s * 16:(s + 1) * 16])
+            own = model.loss(batch)
+        own["loss"].backward()
+        for key, value in own.items():
+            assert terms[key][s].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-5), key
+        unstacked = type(model)(data=runs[0].datamodule.spec, **_model_kwargs(cfg))
+        stacked.unstack(s, unstacked)
+        for (name, p), q in zip(model.named_parameters(), unstacked.parameters(), strict=True):
+            assert torch.equal(p, q), name
+        grads = _member_grads(stacked, s)
+        for name, p in model.named_parameters():
+            assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-6), name
+
+
+def _model_kwargs(cfg):
+    return {k: v for k, v in cfg.model.items() if k != "_target_"}
+
+
+def _member_grads(stacked: StackedModel, s: int) -> dict[str, torch.Tensor]:
+    grads = {name: values.grad[s] for name, values in stacked.scalars.items()}
+    for name, member in stacked.member_modules.items():
+        grads[f"{name}.weight"] = member.weight.grad[s]
+        if getattr(member, "bias", None) is not None:
+            grads[f"{name}.bias"] = member.bias.grad[s]
+    return grads
+
+
+def test_weighted_objective_pairs_points_within_their_own_member(make_cfg):
+    runs = _member_models(make_cfg(*IVAE), [0, 1])
+    model = runs[0].model
+    z, mean, logvar = torch.randn(2 * 8, 5), torch.randn(2 * 8, 5), torch.randn(2 * 8, 5)
+    recon = torch.rand(2, 8)
+    from vaelab.models.gaussian import DiagonalGaussian
+
+    both = member_loss.weighted_objective(model, z, DiagonalGaussian(mean, logvar), None, recon)
+    for s in range(2):
+        rows = slice(8 * s, 8 * s + 8)
+        own = model._weighted_objective(z[rows], DiagonalGaussian(mean[rows], logvar[rows]), None, recon[s])
+        assert both[s].item() == pytest.approx(own.item(), rel=1e-6)
+
+
+def test_final_metrics_agree_with_separate_runs(make_cfg):
+    overrides = [*SHORT, "trainer.max_epochs=10", "logger=none"]
+    results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])
+    for seed, result in zip([0, 1], results, strict=True):
+        single = train(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
+        assert result["status"] == single["status"] == "completed"
+        assert result["seed"] == seed and result["overrides"][-1] == f"seed={seed}"
+        assert result["active_dims"] == single["active_dims"]
+        assert result["steps"] == single["steps"] and result["epochs"] == single["epochs"]
+        assert result["elbo"] == pytest.approx(single["elbo"], rel=1e-3)
+        assert result["converged"] == single["converged"]
+
+
+def test_ivae_mcc_agrees_with_separate_runs(make_cfg):
+    overrides = [*IVAE, "trainer.max_steps=-1", "trainer.max_epochs=4"]
+    results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])
+    for seed, result in zip([0, 1], results, strict=True):
+        single = train(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
+        assert result["mcc"] == pytest.approx(single["mcc"], abs=1e-3)
+        assert result["active_dims"] == single["active_dims"]
+
+
+def test_a_diverging_member_stops_alone(make_cfg, tmp_path):
+    cfg = make_cfg(*VAE, "trainer.max_steps=-1")
+    members = [build_member(cfg, s, tmp_path / f"seed_{s}") for s in (0, 1, 2)]
+    loop = SeedParallelLoop(members)
+    with torch.no_grad():  # member 1's decoder so large that its loss overflows at once
+        loop.stacked.member_modules["decoder.0"].weight[1] = 1e30
+    before = [p.detach()[1].clone() for p in loop.params]
+    records = [RunRecord(m.directory, seed=m.seed) for m in members]
+    results = _train(loop, records)
+    assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
+    diverged = read_metrics(members[1].directory)
+    assert diverged["diverged_at_step"] == 0 and diverged["diverged_on"] == "loss" and "error" in diverged
+    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.params, before, strict=True))  # frozen
+    assert all(torch.isfinite(p).all() for p in loop.params)
+    assert results[0]["steps"] == results[2]["steps"] == 24
+
+
+def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):
+    cfg = make_cfg(*VAE, "trainer.max_steps=-1", "logger=tensorboard", name="sp")
+    results = train_seeds(cfg, [4, 5], overrides=["seeds=[4,5]", "trainer.max_epochs=2"])
+    for seed, result in zip([4, 5], results, strict=True):
+        run_dir = tmp_path / "sp" / f"seed_{seed}"
+        record = read_metrics(run_dir)
+        assert record["status"] == result["status"] == "completed"
+        assert record["seed"] == seed and record["seed_parallel"] == 2
+        assert record["overrides"] == ["trainer.max_epochs=2", f"seed={seed}"]
+        assert math.isfinite(record["elbo"]) and record["steps"] == 24 and record["epochs"] == 2
+        state = torch.load(run_dir / "checkpoints" / "model.ckpt")["state_dict"]
+        assert state.keys() == build(cfg).module.state_dict().keys()
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    with pytest.raises(RunExistsError):
+        train_seeds(cfg, [4, 5])
+    again = train_seeds(make_cfg(*VAE, "trainer.max_steps=-1", "skip_completed=true", name="sp"), [4, 5])
+    assert [r["skipped"] for r in again] == [True, True]
+
+
+@pytest.mark.parametrize("seeds, message", [([], "seeds=[] is empty"), ([1, 2, 1], "repeats [1]"),
+                                            ("012", "must be a list")])
+def test_bad_seeds_are_one_line_errors(make_cfg, seeds, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        train_seeds(make_cfg(*VAE), seeds)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model=cvae_conv", "data._target_=helpers.TinyImageData", "model.use_condition=false"],
+     "architecture=conv cannot be trained seed-parallel"),
+    (["inference=sa"], "cannot be trained seed-parallel"),
+    (["trainer=ddp"], "one process on one device"),
+    (["restarts=2"], "restarts=2"),
+])
+def test_what_cannot_be_stacked_is_a_one_line_error(make_cfg, overrides, message):
+    cfg = make_cfg(*VAE, *overrides)
+    with pytest.raises(ConfigError, match=message):
+        train_seeds(cfg, [0, 1])
+    assert not list(Path(cfg.paths.output_dir).glob("*/metrics.json"))  # nothing written
