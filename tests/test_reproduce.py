@@ -1,107 +1,195 @@
-"""vaelab.reproduce: table rows from runs on disk (exact numbers), pass/fail checks, and one real tiny multirun."""
+"""vaelab-reproduce: the command line, the shared run machinery, and each study's table built from a folder of
+tiny fake run files (metrics.json as vaelab.run_record writes them); one real tiny multirun."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import SHORT
-from vaelab import reproduce
-from vaelab.reproduce import Setting, all_equal, mean_at_least
+from vaelab.config import compose_config
+from vaelab.reproduce import Runs, Setting, command, ivae, manifold, skip, sweep_dir
+from vaelab.reproduce.cli import choose, main, with_seeds
+from vaelab.reproduce.document import MARKER, write_page
+from vaelab.reproduce.rules import exact, mean_at_least
+from vaelab.reproduce.table import markdown_table
 
 
-def write_run(directory: Path, status: str, **metrics):
+def write_run(out: Path, setting: Setting, seed: int, status: str = "completed", job: str = "", **fields) -> Path:
+    """One job folder (default ``<seed>_seed=<seed>``) of the setting's sweep with its metrics.json."""
+    directory = sweep_dir(out, setting) / (job or f"{seed}_seed={seed}")
     directory.mkdir(parents=True)
-    (directory / "metrics.json").write_text(json.dumps({"status": status, "overrides": [], **metrics}))
+    record = {"status": status, "seed": seed, "overrides": [*setting.overrides, f"seed={seed}"], **fields}
+    (directory / "metrics.json").write_text(json.dumps(record, indent=2))
+    return directory
 
 
-def test_table_rows_from_runs_on_disk(tmp_path):
-    good = Setting("r=2", ["data.manifold_dim=2"], expected="2", check=all_equal("active_dims", 2))
-    bad = Setting("r=4", ["data.manifold_dim=4"], expected="4", check=all_equal("active_dims", 4))
-    for seed, ad in enumerate([2, 2, 2]):
-        write_run(reproduce.sweep_dir(tmp_path, good) / f"{seed}_seed={seed}", "completed", active_dims=ad,
-                  gamma=1e-4 * (seed + 1), wall_time_s=10.0 + seed)
-    write_run(reproduce.sweep_dir(tmp_path, bad) / "0_seed=0", "completed", active_dims=4, wall_time_s=5.0)
-    write_run(reproduce.sweep_dir(tmp_path, bad) / "1_seed=1", "completed", active_dims=3, wall_time_s=7.0)
-    write_run(reproduce.sweep_dir(tmp_path, bad) / "2_seed=2", "failed", error="boom")
-    rows = reproduce.table_rows([good, bad], tmp_path, ["active_dims", "gamma"])
-    assert rows[0] == ["r=2", "2", "2 ± 0", "0.0002 ± 0.0001", "3/3", "11", "pass"]
-    assert rows[1] == ["r=4", "4", "3.5 ± 0.71", "-", "2/3", "6", "FAIL"]
-    table = reproduce.markdown_table(["setting", "expected", "active_dims", "gamma", "jobs", "s/run", "result"], rows)
-    assert table.splitlines()[1] == "|---|---|---|---|---|---|---|"
-    piped = reproduce.markdown_table(["setting", "result"], [["t=5 c=|Au|^0.5", "pass"]]).splitlines()[2]
-    assert piped == r"| t=5 c=\|Au\|^0.5 | pass |"  # a pipe inside a cell does not split it
+def rows_of(markdown: str) -> dict[str, list[str]]:
+    """{first cell: cells} of a Markdown table's body."""
+    lines = [line.strip("| ").split(" | ") for line in markdown.splitlines()[2:]]
+    return {cells[0]: cells for cells in lines}
 
 
-def test_ivae_table_compares_the_baselines_with_the_ivae_on_shared_seeds(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "scripts"))
-    import reproduce_ivae as script
-    ivae, vae, beta, vae_5d = (script.BY_LABEL[label] for label in ("iVAE 2-D", "VAE 2-D", "beta-VAE 2-D", "VAE 5-D"))
-    for setting, mccs in ((ivae, [0.95, 0.96, 0.99]), (vae, [0.80, 0.81]), (beta, [0.70, 0.90])):
-        for seed, mcc in enumerate(mccs):
-            write_run(reproduce.sweep_dir(tmp_path, setting) / f"{seed}_seed={seed}", "completed", seed=seed,
-                      mcc=mcc, elbo=-3.0, wall_time_s=60.0 + seed)
-    older = reproduce.sweep_dir(tmp_path, vae) / "0_other_name,seed=0"  # an older run of seed 0: not counted
-    write_run(older, "completed", seed=0, mcc=0.5, elbo=-9.0, wall_time_s=1.0)
-    os.utime(older / "metrics.json", (0, 0))
-    write_run(reproduce.sweep_dir(tmp_path, vae_5d) / "0_seed=7", "completed", seed=7, mcc=0.7, elbo=-9.0)
-    markdown, failed = script.table([ivae, vae, beta, vae_5d], tmp_path)
-    rows = [line.split(" | ") for line in markdown.splitlines()[2:]]
-    assert rows[0][2:4] == ["0.9667 ± 0.021", "0.950, 0.960, 0.990"] and rows[0][-1] == "pass |"
-    # seeds 0 and 1 only (the iVAE's seed 2 has no partner): 0.955 - 0.805 = 0.15 (0.1499999... in floats)
-    assert rows[1][2:7] == ["0.805 ± 0.0071", "0.800, 0.810", "-3 ± 0", "0.150 (2 seeds)", "2/3"]
-    assert rows[1][-1] == "pass |"
-    assert rows[2][5] == "0.155 (2 seeds)" and rows[2][-1] == "pass |"
-    assert rows[3][5] == "no iVAE 5-D runs on these seeds" and rows[3][-1] == "- |"
-    assert not failed
-    write_run(reproduce.sweep_dir(tmp_path, beta) / "2_seed=2", "completed", seed=2, mcc=0.95, elbo=-3.0)
-    markdown, failed = script.table([ivae, beta], tmp_path)
-    assert markdown.splitlines()[3].split(" | ")[5] == "0.117 (3 seeds)" and failed
+def by_label(settings: list[Setting]) -> dict[str, Setting]:
+    return {s.label: s for s in settings}
 
 
-def test_manifold_table_compares_the_cvae_with_the_vae_row_read_from_disk(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "scripts"))
-    import reproduce_manifold as script
-    _, rows = script.settings_and_rows([0])
-    vae, cvae = (next(r for r in rows if r.label == label) for label in ("T2 VAE mnist", "T4 CVAE mnist"))
-    for row, ads in ((vae, [30, 31]), (cvae, [29, 31])):
-        for seed, ad in enumerate(ads):
-            write_run(reproduce.sweep_dir(tmp_path, row.setting) / f"{seed}_seed={seed}", "completed", seed=seed,
-                      active_dims=ad, gamma=5e-3, recon_mse=5e-3)
-    markdown, failed = script.table([vae, cvae], tmp_path)
-    verdicts = [line.rsplit(" | ", 1)[-1] for line in markdown.splitlines()[2:]]
-    assert verdicts == ["- |", "pass |"] and not failed  # the VAE row has no expected AD: no verdict
-    markdown, _ = script.table([cvae], tmp_path, rows)  # the VAE row not shown: still read from disk
-    assert markdown.splitlines()[2].endswith("| pass |")
-    write_run(reproduce.sweep_dir(tmp_path, cvae.setting) / "2_seed=2", "completed", seed=2, active_dims=40)
-    assert script.table([cvae], tmp_path, rows)[1]  # 33.3 is not below 30.5
+def test_help_lists_the_studies_and_an_unknown_study_is_one_line_exit_2(capsys):
+    assert main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    assert all(name in usage for name in ("manifold", "ivae", "skip", "generalization"))
+    assert main(["nosuchstudy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown study 'nosuchstudy'" in err
+    with pytest.raises(SystemExit) as stop:
+        main(["ivae", "--only", "zzz", "--table-only"])
+    assert stop.value.code == 2
 
 
-def test_checks():
-    assert mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.86}])
-    assert not mean_at_least("mcc", 0.9)([{"mcc": 0.95}, {"mcc": 0.8}])
-    assert not all_equal("active_dims", 2)([])
+def test_console_script_is_installed():
+    proc = subprocess.run(["vaelab-reproduce", "nosuchstudy"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    proc = subprocess.run(["vaelab-reproduce", "skip", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and all(o in proc.stdout for o in ("--full", "--smoke", "--half", "--doc", "--plan"))
 
 
 def test_command_is_a_seeded_resumable_multirun(tmp_path):
-    setting = Setting("x", ["experiment=vae_fixed_gamma"], full=["data.n_samples=100000"])
-    cmd = reproduce.command(setting, [0, 1, 2], tmp_path, n_jobs=2, full=True, extra=["trainer=gpu"])
+    setting = Setting("x", ["experiment=vae_fixed_gamma"], seeds=[0, 1, 2])
+    cmd = command(setting, tmp_path, n_jobs=2, extra=["trainer=gpu"])
     assert cmd[1:4] == ["-m", "vaelab.train", "-m"]
-    assert {"experiment=vae_fixed_gamma", "data.n_samples=100000", "trainer=gpu", "seed=0,1,2", "skip_completed=true",
-            f"hydra.sweep.dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"} <= set(cmd)
+    assert {"experiment=vae_fixed_gamma", "trainer=gpu", "seed=0,1,2", "skip_completed=true",
+            f"hydra.sweep.dir={tmp_path / 'x'}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"} <= set(cmd)
 
 
-def test_main_runs_a_real_tiny_grid_and_writes_the_table(tmp_path, capsys):
-    setting = Setting("easy r=2", [*SHORT, "logger=none"], expected="2", check=all_equal("active_dims", 2))
-    code = reproduce.main([setting], "Tiny", ["active_dims"], ["--seeds", "1", "--out", str(tmp_path)])
-    text = (tmp_path / "table.md").read_text()
-    assert "| easy r=2 | 2 |" in text and "1/1" in text and "Machine:" in text
-    assert code == (0 if "| pass |" in text else 1)
-    # running it again skips the completed job (skip_completed) and rebuilds the same table
-    assert reproduce.main([setting], "Tiny", ["active_dims"], ["--seeds", "1", "--out", str(tmp_path)]) == code
-    assert len(list(tmp_path.rglob("metrics.json"))) == 1
+def test_seeds_and_choice_of_settings():
+    rows = ivae.settings(False)
+    assert with_seeds(rows[0], 3).seeds == [0, 1, 2] and with_seeds(rows[0], [7, 9]).seeds == [7, 9]
+    chosen = [s.label for s in choose(rows, "all", "VAE 2-D")]
+    assert chosen == ["iVAE 2-D", "VAE 2-D", "beta-VAE 2-D"]  # the baselines bring their reference
+    assert [s.label for s in choose(rows, "5-D", None)] == ["iVAE 5-D", "VAE 5-D", "beta-VAE 5-D"]
 
 
-def test_unknown_only_is_an_error(tmp_path):
-    with pytest.raises(SystemExit):
-        reproduce.main([Setting("a", [])], "T", ["x"], ["--only", "zzz", "--out", str(tmp_path)])
+def test_markdown_table_escapes_pipes():
+    table = markdown_table(["setting", "result"], [["t=5 c=|Au|^0.5", "pass"]])
+    assert table.splitlines()[1] == "|---|---|" and table.splitlines()[2] == r"| t=5 c=\|Au\|^0.5 | pass |"
+
+
+def test_rules_on_fake_runs(tmp_path):
+    setting = Setting("r=2", [], seeds=[0, 1, 2])
+    for seed, ad in enumerate([2, 2, 3]):
+        write_run(tmp_path, setting, seed, active_dims=ad, mcc=0.9 + 0.01 * seed)
+    runs = Runs(tmp_path, [setting])
+    verdict, why = exact({"active_dims": 2})(setting, runs)
+    assert verdict == "FAIL" and "per seed (0, 1, 2): 2, 2, 3" in why
+    assert mean_at_least("mcc", 0.91)(setting, runs) == ("pass", "")
+    assert mean_at_least("mcc", 0.92)(setting, runs)[0] == "FAIL"
+    assert exact({"active_dims": 2})(Setting("r=2", [], seeds=[0, 1, 5]), runs)[0] == "incomplete"
+    assert mean_at_least("mcc", 0.5)(Setting("r=2", [], seeds=[0, 5]), runs)[0] == "incomplete"
+
+
+def test_union_and_group_dims_come_from_the_composed_config():
+    union = compose_config(["experiment=manifold_t5_union"]).data
+    groups = compose_config(["experiment=manifold_t6_groups"]).data
+    rows = manifold.settings(False)
+    t5, t6 = ([s for s in rows if s.table == table] for table in ("T5", "T6"))
+    assert [int(s.expected) for s in t5] == list(union.class_manifold_dims)
+    assert [int(s.expected) for s in t6] == [groups.manifold_dim - t for t in groups.group_ranks]
+    assert {s.sweep for s in t5} == {"T5 discrete union"} and t5[1].params["ad_key"] == "group_1_active_dims"
+    assert manifold.union_rows("experiment=manifold_t5_union", "u") == [
+        (f"u class {i} (r_i={r})", r) for i, r in enumerate(union.class_manifold_dims)]
+
+
+def test_manifold_table_from_fake_run_files(tmp_path):
+    rows = manifold.settings(False)
+    named = by_label(rows)
+    for seed in (0, 1, 2):
+        write_run(tmp_path, named["T0 VAE r=2"], seed, active_dims=2, gamma=1e-4, recon_mse=1e-4, converged=True,
+                  wall_time_s=10.0)
+        write_run(tmp_path, named["T2 VAE mnist"], seed, active_dims=30 + seed % 2)
+        write_run(tmp_path, named["T4 CVAE mnist"], seed, active_dims=20 + seed)
+        union = {f"group_{i}_active_dims": s.expected for i, s in enumerate(r for r in rows if r.table == "T5")}
+        union = {k: int(v) if seed < 2 or k != "group_4_active_dims" else 4 for k, v in union.items()}
+        write_run(tmp_path, named["T5 discrete union class 0 (r_i=1)"], seed, **union)
+    write_run(tmp_path, named["T0 VAE r=4"], 0, active_dims=4)
+    write_run(tmp_path, named["T0 VAE r=4"], 1, "diverged", error="NaN loss")
+    doc = tmp_path / "docs" / "manifold.md"
+    assert main(["manifold", "--table-only", "--out", str(tmp_path), "--doc", str(doc)]) == 1
+    table = rows_of(doc.read_text().split("### Active dims per setting")[1].split("\n\n")[1])
+    assert table["T0 VAE r=2"][1:] == ["2", "2 ± 0", "2, 2, 2", "0.0001 ± 0", "0.0001 ± 0", "y, y, y", "3/3", "10",
+                                       "pass"]
+    assert table["T0 VAE r=4"][3:] == ["4, diverged, ·", "-", "-", "?, -, ·", "1/3", "-", "FAIL"]
+    assert table["T0 VAE r=6"][-1] == "not run" and table["T2 VAE mnist"][-1] == "-"
+    assert table["T4 CVAE mnist"][-1] == "pass"  # mean AD 21 below the VAE's 30.33
+    assert table["T5 discrete union class 0 (r_i=1)"][-1] == "pass"
+    class_4 = table["T5 discrete union class 4 (r_i=5)"]
+    assert class_4[3] == "5, 5, 4" and class_4[-1] == "FAIL"
+    text = doc.read_text()
+    assert "- **T5**: 4 pass, 1 FAIL" in text
+    assert "[T0] T0 VAE r=4: expected 4; per seed (0, 1, 2): 4, diverged, ·" in text
+    assert all((doc.parent / "figures" / f"manifold_{name}.png").is_file() for name in ("ad_vs_r", "groups"))
+    assert "![manifold_groups](figures/manifold_groups.png)" in text and text.rstrip().endswith(MARKER)
+
+
+def test_ivae_table_compares_the_baselines_with_the_ivae_on_shared_seeds(tmp_path):
+    rows = [with_seeds(s, 3) for s in ivae.settings(False)]
+    named = by_label(rows)
+    for label, mccs in (("iVAE 2-D", [0.95, 0.96, 0.99]), ("VAE 2-D", [0.80, 0.81, 0.815]),
+                        ("beta-VAE 2-D", [0.70, 0.90, 0.92])):
+        for seed, mcc in enumerate(mccs):
+            write_run(tmp_path, named[label], seed, mcc=mcc, elbo=-3.0, wall_time_s=60.0 + seed)
+    older = write_run(tmp_path, named["VAE 2-D"], 0, job="0_older,seed=0", mcc=0.5)  # older run of seed 0: not counted
+    os.utime(older / "metrics.json", (0, 0))
+    write_run(tmp_path, named["VAE 5-D"], 1, mcc=0.7, elbo=-9.0)
+    runs = Runs(tmp_path, rows)
+    table = rows_of(ivae.COMPARISON.markdown(ivae.COMPARISON.rows(rows, runs)))
+    assert table["iVAE 2-D"][2:4] == ["0.9667 ± 0.021", "0.950, 0.960, 0.990"] and table["iVAE 2-D"][-1] == "pass"
+    assert table["VAE 2-D"][2:6] == ["0.8083 ± 0.0076", "0.800, 0.810, 0.815", "-3 ± 0", "0.158 (3 seeds)"]
+    assert table["VAE 2-D"][-1] == "pass" and table["beta-VAE 2-D"][-1] == "FAIL"  # gap 0.127
+    assert table["VAE 5-D"][5] == "no iVAE 5-D runs on these seeds" and table["VAE 5-D"][-1] == "incomplete"
+    assert table["iVAE 5-D"][-1] == "not run"
+    figure = ivae.draw(rows, runs, tmp_path / "figures")
+    assert [f.name for f in figure] == ["ivae_mcc.png"] and figure[0].stat().st_size > 0
+
+
+def test_skip_table_pairs_each_skip_row_with_its_standard_row(tmp_path):
+    rows = skip.settings(False)
+    named = by_label(rows)
+    for seed in (0, 1, 2):
+        base = dict(iw_nll=90.0, elbo=-95.0, kl=5.0, active_units=5, probe_accuracy=0.8)
+        write_run(tmp_path, named["mnist_mlp_z32_standard"], seed, **base, mi=2.0, per_dim_kl=[3.0, 2.0, 0.0])
+        better = {**base, "active_units": 6, "probe_accuracy": 0.85}
+        write_run(tmp_path, named["mnist_mlp_z32_skip"], seed, **better, mi=3.0, per_dim_kl=[2.0, 2.5, 1.0])
+        write_run(tmp_path, named["text_ptb_standard"], seed, mi=1.0, active_units=3, iw_ppl=120.0)
+        write_run(tmp_path, named["text_ptb_skip"], seed, mi=1.5 - seed, active_units=3, iw_ppl=118.0)
+    doc = tmp_path / "skip.md"
+    write_page(doc, "OLD-TABLES")
+    doc.write_text(doc.read_text() + "\nRecorded by hand.\n")
+    assert main(["skip", "--table-only", "--out", str(tmp_path), "--doc", str(doc)]) == 1
+    text = doc.read_text()
+    table = rows_of(text.split("### Skip-VAE")[1].split("\n\n")[1])
+    assert table["mnist_mlp_z32_skip"][-1] == "pass" and table["mnist_mlp_z32_skip"][5] == "3 ± 0"
+    assert table["text_ptb_skip"][-1] == "FAIL" and table["mnist_pixelcnn_skip"][-1] == "not run"
+    assert "text_ptb_skip: not MI, AU above standard on seed(s) 1, 2" in text
+    assert (tmp_path / "figures" / "skip_kl_mnist_mlp_z32_skip.png").is_file()
+    assert "No figure for text_ptb_skip" in text  # the text runs have no per_dim_kl
+    assert "OLD-TABLES" not in text and text.endswith(f"{MARKER}\n\nRecorded by hand.\n")
+
+
+def test_list_and_plan_print_the_commands_without_running(tmp_path, capsys):
+    assert main(["ivae", "--list", "--only", "iVAE 2-D", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "iVAE 2-D: vaelab-train -m experiment=ivae_2d seed=0,1" in listed
+    assert main(["manifold", "--plan", "--only", "T0 VAE r=2"]) == 0
+    assert "[T0] T0 VAE r=2:" in capsys.readouterr().out and not any(tmp_path.iterdir())
+
+
+def test_a_real_tiny_smoke_run_writes_the_page(tmp_path):
+    """The whole path: one real two-epoch job (generalization --smoke), its run file, the table, the page."""
+    out, doc = tmp_path / "out", tmp_path / "page.md"
+    proc = subprocess.run([sys.executable, "-c", "from vaelab.reproduce.cli import entry; entry()", "generalization",
+                           "--smoke", "--only", "VAE r=1 d=3", "--out", str(out), "--doc", str(doc)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    assert len(list(out.rglob("metrics.json"))) == 1 and "SMOKE" in doc.read_text()
+    assert "| tuning | VAE r=1 d=3 kappa=3 | 1 |" in doc.read_text()
