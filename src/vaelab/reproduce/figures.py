@@ -29,7 +29,8 @@ def per_setting(path: Path, labels: Sequence[str], values: Sequence[Sequence[flo
                 title: str, reference: Sequence[float | None] | None = None) -> Path:
     """One column per setting: its seeds as dots, their mean as a bar; `reference` (one value per setting,
     None for none) as a red dash (e.g. the expected value)."""
-    fig = new_figure(max(4.0, 0.45 * len(labels) + 1.5), 4.5)
+    longest = max((len(label) for label in labels), default=0)  # the rotated labels need this much height
+    fig = new_figure(max(5.0, 0.45 * len(labels) + 1.5), 3.5 + 0.055 * longest)
     ax = fig.add_subplot()
     for i, seeds in enumerate(values):
         if seeds:

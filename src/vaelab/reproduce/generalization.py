@@ -314,7 +314,7 @@ def draw(chosen: Sequence[Setting], runs: Runs, folder: Path) -> list[Path]:
         drawn.append(figures.per_setting(
             folder / "generalization_mcc.png", [f"[{s.table}] {s.sweep or s.label}" for s in shown],
             [list(runs.values(s, "mcc").values()) for s in shown], "MCC (test split)",
-            f"MCC per ICA setting, iVAE then VAE (red: {ICA_MIN_MCC} on identifiable iVAE rows)",
+            f"MCC per ICA setting (red: {ICA_MIN_MCC}, identifiable iVAE rows)",
             [ICA_MIN_MCC if s.row and s.params["identifiable"] else None for s in shown]))
     single = [s for s in chosen if s.params["family"] in ("vae", "cvae") and runs.completed(s)]
     if single:
