@@ -47,9 +47,12 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 # Test tiers: `pytest -m "not integration"` is the unit tier (under a minute on one CPU core); plain `pytest`
 # runs both. A test is `integration` when it, or a fixture from this folder that it uses, assembles or trains
-# whole runs (calls train( or build(, or uses the SHORT / EASY run overrides above) or starts a process
-# (subprocess, or a module's _cli( / _start( helpers). Whole modules say so with `pytestmark` (bench, reliability).
-INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train|build|_cli|_start)\(|\bsubprocess\.|\b(SHORT|EASY)\b")
+# whole runs (calls train( or build(, or uses the SHORT / EASY run overrides above), starts a process
+# (subprocess, or a module's _cli( / _start( helpers), reads the real data sets (SHARED_DATA: tens of MB) or
+# composes a whole sweep of configs in a loop (compose_config(...) for ...). Whole modules say so with a
+# module-level `pytestmark` (bench, reliability, the config snapshot).
+INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train|build|_cli|_start)\(|\bsubprocess\.|\b(SHORT|EASY|SHARED(_DATA)?)\b"
+                                r"|\bcompose_config\([^()]*\)\s+for\b")
 TESTS = Path(__file__).resolve().parent
 
 

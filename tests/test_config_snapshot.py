@@ -15,6 +15,7 @@ _spec = importlib.util.spec_from_file_location("snapshot_configs", ROOT / "scrip
 snapshot_configs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(snapshot_configs)
 RECORDED = json.loads(snapshot_configs.SNAPSHOT.read_text())
+pytestmark = pytest.mark.integration  # composes every experiment: a sweep over conf/ (~0.4 s each)
 
 
 def test_every_experiment_is_recorded():
