@@ -181,8 +181,8 @@ def test_non_positive_thresholds_raise_config_error_naming_the_key(bad):
         metrics.active_dims(torch.ones(3), threshold=bad)
     with pytest.raises(ConfigError, match="threshold"):
         metrics.active_units(torch.ones(4, 3), threshold=bad)
-    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.au_threshold"):
-        metrics.check_threshold("callbacks.diagnostics.au_threshold", bad)
+    with pytest.raises(ConfigError, match=r"callbacks\.diagnostics\.evaluators\.active_units\.threshold"):
+        metrics.check_threshold("callbacks.diagnostics.evaluators.active_units.threshold", bad)
     assert metrics.check_threshold("x", 0.5) == 0.5
 
 
