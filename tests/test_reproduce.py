@@ -96,6 +96,9 @@ def test_union_and_group_dims_come_from_the_composed_config():
     assert [int(s.expected) for s in t5] == list(union.class_manifold_dims)
     assert [int(s.expected) for s in t6] == [groups.manifold_dim - t for t in groups.group_ranks]
     assert {s.sweep for s in t5} == {"T5 discrete union"} and t5[1].params["ad_key"] == "group_1_active_dims"
+    full = by_label(manifold.settings(True))
+    assert full["T5 discrete union class 0 (r_i=1)"].overrides == ["experiment=manifold_t5_union_full"]
+    assert full["T0 VAE r=2"].overrides == rows[0].overrides  # T0 has no experiment to swap
     assert manifold.union_rows("experiment=manifold_t5_union", "u") == [
         (f"u class {i} (r_i={r})", r) for i, r in enumerate(union.class_manifold_dims)]
 

@@ -11,6 +11,7 @@ into a page with the commands, the git commit, the date and the machine.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -107,7 +108,7 @@ class Runs:
     def values(self, setting: Setting | str, key: str) -> dict[int, float]:
         """{seed: value} of `key` over the completed runs where it is a finite number."""
         return {s: r.metrics[key] for s, r in self.completed(setting).items()
-                if key in r.metrics and r.metrics[key] == r.metrics[key] and abs(r.metrics[key]) != float("inf")}
+                if math.isfinite(r.metrics.get(key, math.nan))}
 
     def record(self, setting: Setting, run: RunResult) -> dict:
         """The whole metrics.json of a run (with its per-dimension lists, which RunResult leaves out)."""

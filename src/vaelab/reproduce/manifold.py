@@ -61,8 +61,7 @@ def settings(full: bool) -> list[Setting]:
                             expected=f"< T2 VAE {dataset}", rule=mean_below("active_dims"), table="T4",
                             reference=f"T2 VAE {dataset}"))
     for table, experiment, sweep in (("T5", T5, "T5 discrete union"), ("T6", T6, "T6 continuous groups")):
-        experiment += "_full" if full else ""
-        for i, (row_label, ad) in enumerate(union_rows(experiment, sweep)):
+        for i, (row_label, ad) in enumerate(union_rows(experiment + ("_full" if full else ""), sweep)):
             add(table, row_label, [experiment], ad, sweep=sweep,
                 params={"group": i, "ad_key": f"group_{i}_active_dims", "recon_key": f"group_{i}_recon_mse"})
     for r in (5, 10, 15):
