@@ -8,10 +8,12 @@ from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vaelab.data.in_memory import Split
 from vaelab.diagnostics.base import EvalContext, Evaluator, run_evaluators
+from vaelab.errors import ConfigError
 from vaelab.models.base import LatentVariableModel
 from vaelab.models.gaussian import DiagonalGaussian
 
@@ -62,32 +64,30 @@ def evaluation_context(model: LatentVariableModel, split_name: str, split: Split
 
 def default_evaluators(**settings: Any) -> dict[str, Evaluator]:
     """The evaluators of conf/callbacks/default.yaml (``callbacks.diagnostics.evaluators``), each built with its
-    settings there; `settings` override them by dotted key below that node, e.g. ``{"mcc.method": "spearman"}``."""
-    from hydra.utils import instantiate
-
+    settings there; `settings` override them by dotted key below that node, e.g. ``{"mcc.method": "spearman"}``.
+    A bad setting raises the evaluator's ConfigError."""
     text = (resources.files("vaelab.conf") / "callbacks" / "default.yaml").read_text()
     node = OmegaConf.create(text).diagnostics.evaluators
     for key, value in settings.items():
         OmegaConf.update(node, key, value, merge=False)
-    return {name: instantiate(sub) for name, sub in node.items() if sub is not None}
+    try:
+        return {name: instantiate(sub) for name, sub in node.items() if sub is not None}
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise
 
 
 def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_threshold: float = 0.1,
              au_threshold: float = 0.01, seed: int = 0, collected: dict | None = None,
              mcc_method: str = "pearson", mcc_sample: bool = False) -> dict:
-    """The metrics.json entries of the default evaluators on `split` (numbers and per-dim / per-group lists),
-    the validation split's name given to them, with the active-dims and active-units thresholds and the MCC
-    options given here; `collected` is collect_posterior's result when the caller already has it."""
-    from vaelab.errors import ConfigError
-
-    try:
-        evaluators = default_evaluators(**{"active_dims.threshold": active_threshold,
-                                           "active_units.threshold": au_threshold,
-                                           "mcc.method": mcc_method, "mcc.sample": mcc_sample})
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ConfigError):
-            raise err.__cause__ from None
-        raise
+    """The metrics.json entries (numbers and per-dim / per-group lists) of the default evaluators on `split`,
+    evaluated as a validation split (test-only evaluators leave it out), with the active-dims and active-units
+    thresholds and the MCC options given here; `collected` is collect_posterior's result when the caller
+    already has it."""
+    evaluators = default_evaluators(**{"active_dims.threshold": active_threshold,
+                                       "active_units.threshold": au_threshold,
+                                       "mcc.method": mcc_method, "mcc.sample": mcc_sample})
     ctx = evaluation_context(model, "val", split, batch_size, seed, collected=collected)
     return run_evaluators(evaluators, ctx).results()
 
