@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from conftest import EASY, SHORT
+from vaelab.cli import format_summary
 from vaelab.convergence import assess
 from vaelab.errors import ConfigError, RunInterrupted
 from vaelab.summarize import load_runs, summarize
-from vaelab.train import format_summary, train
+from vaelab.train import train
 
 ACTIVE, INACTIVE = [1e-4, 3e-4], [0.99, 1.0, 0.98]
 

@@ -19,9 +19,10 @@ from hydra.errors import HydraException
 
 from conftest import SHORT, read_metrics
 from vaelab import summarize
+from vaelab.cli import format_summary
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.run_record import RunRecord
-from vaelab.train import format_summary, train
+from vaelab.train import train
 
 pytestmark = pytest.mark.integration  # failing, interrupted, killed and resumed runs, mostly as processes
 

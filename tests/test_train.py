@@ -187,7 +187,8 @@ def test_compiled_loss_trains_like_the_eager_one(make_cfg):
 
 
 def test_compile_is_refused_where_the_loss_reads_a_changing_python_number():
-    from vaelab.training_module import KLWarmup, VAETrainingModule
+    from vaelab.schedules import KLWarmup
+    from vaelab.training_module import VAETrainingModule
     model = torch.nn.Linear(1, 1)
     model.kl_weight, model.loss = 1.0, lambda batch: {}  # as SemiAmortized: the warm-up sets kl_weight every step
     with pytest.raises(ConfigError, match="compile=true with a KL warm-up and inference=sa"):
@@ -239,13 +240,6 @@ def test_bad_config_fails_before_training_and_is_recorded(make_cfg, tmp_path, ov
 def test_unknown_config_option_names_the_choices(make_cfg):
     with pytest.raises(HydraException, match="synthetic_manifold"):
         make_cfg("data=no_such_dataset")
-
-
-def test_null_for_a_config_group_says_what_to_write_instead():
-    from vaelab.train import null_group_override
-    assert "kl_warmup.beta0=1" in null_group_override(["experiment=manifold_t1_cvae_std_prior", "kl_warmup=null"])
-    assert "inference=<option>" in null_group_override(["inference=null"])
-    assert null_group_override(["ckpt_path=null", "model.prior=standard", "kl_warmup=linear"]) is None
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

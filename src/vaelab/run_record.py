@@ -3,7 +3,7 @@
 Written with status ``running`` when the run starts and rewritten atomically when it ends with ``completed``,
 ``failed`` (with ``error``), ``diverged`` or ``interrupted``, so a summary over a sweep can tell unfinished,
 failed and finished runs apart. Final metrics use plain names (``active_dims``, ``gamma``, ``elbo`` ...);
-per-dimension vectors are lists.
+per-dimension vectors are lists. ``read_metrics`` reads it back.
 """
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ def _jsonable(value: Any) -> Any:
 def is_rank_zero() -> bool:
     """False in the extra processes of a multi-process (DDP) run, which share the run directory."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run directory's metrics.json, None when there is none, {"status": "unreadable"} when it is corrupt."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"status": "unreadable"}
+    return data if isinstance(data, dict) else {"status": "unreadable"}
 
 
 class RunRecord:

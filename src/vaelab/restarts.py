@@ -1,0 +1,66 @@
+"""``restarts`` = K > 1: K initialisations of one run trained in full, and the one kept.
+
+Restart i trains in ``restarts/<i>/`` inside the run directory with seed ``seed + i * RESTART_SEED_STRIDE``
+(restart 0 is the plain run of the seed). Kept: among the restarts that say converged (all of them when none
+does), the one with the best validation ELBO at the end of training; never a ground truth. A restart that
+diverges is listed (``diverged``) and skipped; only when all K diverge does the run fail.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, open_dict
+
+from vaelab.errors import DivergenceError
+from vaelab.run_record import RunRecord
+
+if TYPE_CHECKING:
+    from vaelab.train import Run
+
+log = logging.getLogger("vaelab")
+RESTART_SEED_STRIDE = 100_003  # restart i trains with seed + i * this (restart 0 is the plain run)
+
+
+def restart_config(cfg: DictConfig, index: int) -> DictConfig:
+    """Restart `index`'s config: its own seed, and its own folder ``restarts/<index>`` inside the run dir."""
+    restart = cfg.copy()
+    with open_dict(restart):
+        restart.seed = int(cfg.seed) + index * RESTART_SEED_STRIDE
+        restart.paths.output_dir = str(Path(cfg.paths.output_dir) / "restarts" / str(index))
+    return restart
+
+
+def fit_restarts(cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Run, Any]]
+                 ) -> tuple[Run, Any, dict[str, Any]]:
+    """Trains ``cfg.restarts`` initialisations, each with ``fit(restart_cfg, record)`` (which returns the run and
+    its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json fields describing all
+    K (``restarts``, ``restart_kept``, ``restart_kept_dir``; ``restarts`` is also written as each one ends)."""
+    attempts, trained = [], []
+    for index in range(int(cfg.restarts)):
+        restart_cfg = restart_config(cfg, index)
+        attempt: dict[str, Any] = {"restart": index, "seed": int(restart_cfg.seed)}
+        try:
+            run, diagnostics = fit(restart_cfg, record)
+        except DivergenceError as err:
+            attempts.append({**attempt, "diverged": str(err)})
+            record.update(restarts=attempts)
+            log.warning("vaelab: restart %d/%d diverged: %s", index + 1, cfg.restarts, err)
+            continue
+        last = diagnostics.history[-1]
+        attempt.update(val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"],
+                       epochs=run.trainer.current_epoch)
+        if run.convergence is not None:
+            attempt["converged"] = run.convergence.verdict(diagnostics.history, run.module)["converged"]
+        attempts.append(attempt)
+        trained.append((run, diagnostics, attempt))
+        record.update(restarts=attempts)
+        log.info("vaelab: restart %d/%d: validation ELBO %.4g, active dims %d", index + 1, cfg.restarts,
+                 attempt["val_elbo"], attempt["val_active_dims"])
+    if not trained:
+        raise DivergenceError(f"all restarts={cfg.restarts} initialisations diverged; see restarts/<i>/metrics.json")
+    run, diagnostics, kept = max(trained, key=lambda t: (bool(t[2].get("converged")), t[2]["val_elbo"]))
+    return run, diagnostics, {"restarts": attempts, "restart_kept": kept["restart"],
+                              "restart_kept_dir": str(Path("restarts") / str(kept["restart"]))}
