@@ -1,6 +1,7 @@
 """Shared fixtures: the real config, composed and shrunk for seconds-long runs."""
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -56,16 +57,20 @@ INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train|build|_cli|_start)\(|\bsubpro
 TESTS = Path(__file__).resolve().parent
 
 
-def _source(fn) -> str:
+@functools.cache
+def _runs_whole_runs(fn) -> bool:
+    """Whether the source of `fn`, a test or a fixture defined in this folder, matches INTEGRATION_SOURCE."""
     try:
-        return inspect.getsource(fn) if TESTS in Path(inspect.getsourcefile(fn) or "/").resolve().parents else ""
+        if TESTS not in Path(inspect.getsourcefile(fn) or "/").resolve().parents:
+            return False
+        return bool(INTEGRATION_SOURCE.search(inspect.getsource(fn)))
     except (OSError, TypeError):
-        return ""
+        return False
 
 
 def _is_integration(item: pytest.Function) -> bool:
     fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
-    return any(INTEGRATION_SOURCE.search(_source(fn)) for fn in (item.function, *fixtures))
+    return any(_runs_whole_runs(fn) for fn in (item.function, *fixtures))
 
 
 def pytest_collection_modifyitems(config, items):
