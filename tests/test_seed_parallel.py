@@ -151,6 +151,25 @@ def test_final_metrics_agree_with_separate_runs(make_cfg):
         assert result["converged"] == single["converged"]
 
 
+def test_members_extend_training_or_stop_as_their_single_runs_do(make_cfg, monkeypatch):
+    """Seed 0 converges (the verdict is patched) and stops after its one required extension; seeds 1 and 2 use
+    the whole budget, on a fresh schedule per extension, while seed 0's weights stay frozen."""
+    def verdict(self, history, module):
+        return {"converged": module.eval_seed == 0, "convergence": {"reason": "patched"}}
+
+    monkeypatch.setattr("vaelab.convergence.Convergence.verdict", verdict)
+    overrides = [*SHORT, "trainer.max_epochs=4", "callbacks.convergence.extend=true", "logger=none",
+                 "callbacks.convergence.extension_epochs=2", "callbacks.convergence.max_epochs=8",
+                 "callbacks.diagnostics.every_n_epochs=2"]
+    results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1, 2])
+    assert [r["epochs"] for r in results] == [6, 8, 8]
+    for seed, result in zip([0, 1, 2], results, strict=True):
+        single = train(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
+        assert (result["epochs"], result["steps"]) == (single["epochs"], single["steps"])
+        assert result["elbo"] == pytest.approx(single["elbo"], rel=1e-3)
+        assert result["active_dims"] == single["active_dims"]
+
+
 def test_ivae_mcc_agrees_with_separate_runs(make_cfg):
     overrides = [*IVAE, "trainer.max_steps=-1", "trainer.max_epochs=4"]
     results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])

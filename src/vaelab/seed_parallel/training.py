@@ -71,10 +71,13 @@ class SeedParallelLoop:
 
     def fit(self) -> None:
         """Trains until every member has finished or diverged."""
-        for member in self.members:
-            if member.convergence is not None:  # as Lightning calls it: the budget check, the data's dimension
-                member.convergence.setup(member.view, member.run.module, "fit")
+        checked = None  # the data's local dimension: a property of the data, which every member shares
+        for member in (m for m in self.members if m.convergence is not None):
+            member.convergence.setup(member.view, member.run.module, "fit")  # as Lightning calls it
+            if checked is None:
                 member.convergence.on_fit_start(member.view, member.run.module)
+                checked = member.convergence
+            member.convergence.data_dimension = checked.data_dimension
         while self.training_members():
             for loader in self.loaders:
                 loader.sampler.set_epoch(self.epoch)
