@@ -6,8 +6,8 @@ constructors. Free of torch/Lightning imports: ``check_config`` and ``check_run_
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
