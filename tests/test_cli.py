@@ -18,7 +18,7 @@ def test_command_line_modules_load_without_torch_or_lightning():
 
 
 def test_a_command_line_error_is_reported_before_torch_loads():
-    code = ("import sys\nfrom vaelab.cli import cli\nsys.argv = ['vaelab-train', 'kl_warmup=null']\n"
+    code = ("import sys\nfrom vaelab.train import cli\nsys.argv = ['vaelab-train', 'kl_warmup=null']\n"
             "try:\n    cli()\nexcept SystemExit as exit:\n"
             "    print(exit.code, 'torch' in sys.modules, 'lightning' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,7 +1,8 @@
 """The ``vaelab-train`` command line before and after Hydra: argument checks and rewriting (plugins, ``group=null``,
 ``resume=``, an existing ``hydra.run.dir``), the overrides a job records, and the summary printed at the end.
 
-Free of torch/Lightning imports: a command-line error is reported before they load (``vaelab.train`` loads them).
+Free of torch/Lightning imports: a command-line error is reported before they load (``vaelab.train.build`` loads
+them).
 """
 from __future__ import annotations
 
@@ -121,9 +122,10 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # outside training (where LastCheckpoint handles it) SIGTERM acts like Ctrl-C
 
 
-def cli() -> None:
-    """The ``vaelab-train`` console script: checks that a requested launcher/sweeper plugin is installed,
-    expands ``resume=``, refuses to overwrite a run, then hands over to Hydra (``vaelab.train.main``)."""
+def prepare_command_line() -> None:
+    """Before Hydra parses ``sys.argv``: checks that a requested launcher/sweeper plugin is installed, expands
+    ``resume=``, refuses to overwrite a run (a problem is one line on stderr and exit code 2), and makes SIGTERM
+    act like Ctrl-C."""
     problem = missing_plugin(sys.argv[1:]) or null_group_override(sys.argv[1:])
     try:
         argv = expand_resume(sys.argv[1:])
@@ -135,6 +137,3 @@ def cli() -> None:
         sys.exit(2)
     sys.argv[1:] = argv
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    from vaelab.train import main  # Lightning and torch load here
-
-    main()

@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
 from vaelab.errors import DivergenceError
 from vaelab.run_record import RunRecord
-
-if TYPE_CHECKING:
-    from vaelab.train import Run
 
 log = logging.getLogger("vaelab")
 RESTART_SEED_STRIDE = 100_003  # restart i trains with seed + i * this (restart 0 is the plain run)
@@ -33,11 +30,12 @@ def restart_config(cfg: DictConfig, index: int) -> DictConfig:
     return restart
 
 
-def fit_restarts(cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Run, Any]]
-                 ) -> tuple[Run, Any, dict[str, Any]]:
-    """Trains ``cfg.restarts`` initialisations, each with ``fit(restart_cfg, record)`` (which returns the run and
-    its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json fields describing all
-    K (``restarts``, ``restart_kept``, ``restart_kept_dir``; ``restarts`` is also written as each one ends)."""
+def fit_restarts(cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Any, Any]]
+                 ) -> tuple[Any, Any, dict[str, Any]]:
+    """Trains ``cfg.restarts`` initialisations, each with ``fit(restart_cfg, record)`` (which returns the
+    ``vaelab.train.Run`` and its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json
+    fields describing all K (``restarts``, ``restart_kept``, ``restart_kept_dir``; ``restarts`` is also written as
+    each one ends)."""
     attempts, trained = [], []
     for index in range(int(cfg.restarts)):
         restart_cfg = restart_config(cfg, index)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 import vaelab.config  # noqa: F401  (registers the job-folder resolver used by conf/hydra)
 from vaelab import run_dir
-from vaelab.cli import cli, format_summary, job_label, overrides  # cli: the console script (pyproject)
+from vaelab.cli import format_summary, job_label, overrides, prepare_command_line
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.loggers import report_final
 from vaelab.restarts import fit_restarts
@@ -225,6 +225,12 @@ def main(cfg: DictConfig) -> float:
         print(format_summary(result))
     value = result.get(cfg.optimized_metric)
     return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def cli() -> None:
+    """The ``vaelab-train`` console script: the command line checked and rewritten (vaelab.cli), then ``main``."""
+    prepare_command_line()
+    main()
 
 
 if __name__ == "__main__":
