@@ -215,6 +215,28 @@ def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):
     assert [r["skipped"] for r in again] == [True, True]
 
 
+def _logged(run_dir: Path) -> dict[str, list[float]]:
+    """key -> the values of a run's CSV log, in step order."""
+    import csv
+
+    rows = list(csv.DictReader((run_dir / "csv" / "metrics.csv").open()))
+    keys = {k for row in rows for k, v in row.items() if v and k not in ("step", "epoch")}
+    return {k: [float(row[k]) for row in sorted(rows, key=lambda r: int(r["step"])) if row[k]] for k in keys}
+
+
+def test_members_log_what_their_single_runs_log(make_cfg, tmp_path):
+    """The same keys and values (Lightning logs a single run's ``val/<term>`` at other step numbers)."""
+    overrides = [*VAE, "trainer.max_steps=-1", "logger=csv", "trainer.log_every_n_steps=5",
+                 "trainer.check_val_every_n_epoch=1"]
+    train_seeds(make_cfg(*overrides, name="sp"), [2])
+    train(make_cfg(*overrides, "seed=2", name="single"))
+    member, single = _logged(tmp_path / "sp" / "seed_2"), _logged(tmp_path / "single")
+    assert member.keys() == single.keys()
+    assert {"train/loss", "train/lr", "model/gamma", "val/loss", "val/active_dims", "final/elbo"} <= single.keys()
+    for key, values in single.items():
+        assert member[key] == pytest.approx(values, rel=1e-4, abs=1e-6), key
+
+
 @pytest.mark.parametrize("seeds, message", [([], "seeds=[] is empty"), ([1, 2, 1], "repeats [1]"),
                                             ("012", "must be a list")])
 def test_bad_seeds_are_one_line_errors(make_cfg, seeds, message):

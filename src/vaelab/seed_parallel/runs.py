@@ -127,6 +127,8 @@ def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]
     metrics (as ``vaelab.train`` computes them, on the member's own model instance) and its checkpoint."""
     member = loop.members[s]
     if member.status == "diverged":
+        for logger in member.view.loggers:
+            logger.finalize("failed")
         return record.finish("diverged", **member.divergence)
     try:
         loop.unstack(s)  # into member.run.model, which member.run.module evaluates

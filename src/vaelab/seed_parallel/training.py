@@ -54,6 +54,7 @@ class SeedParallelLoop:
         self.max_epochs = trainer_cfg.get("max_epochs")
         self.max_steps = trainer_cfg.get("max_steps") if (trainer_cfg.get("max_steps") or -1) > 0 else None
         self.log_every = int(trainer_cfg.get("log_every_n_steps") or 50)
+        self.check_val_every = int(trainer_cfg.get("check_val_every_n_epoch") or 1)
         self.scheduler = self._scheduler(total_steps(self.max_steps, self.max_epochs, self.steps_per_epoch))
         self.global_step, self.epoch = 0, 0
         self.frozen = torch.zeros(len(members), dtype=torch.bool)
@@ -225,8 +226,12 @@ class SeedParallelLoop:
             member = self.members[s]
             member.view.current_epoch, member.view.should_stop = self.epoch, stopped
             diagnostics = member.diagnostics
-            if done_epochs % diagnostics.every_n_epochs == 0 or last:
+            validate = done_epochs % self.check_val_every == 0
+            if validate or done_epochs % diagnostics.every_n_epochs == 0 or last:
                 self.unstack(s)  # into member.run.model, which member.run.module evaluates
+            if validate:
+                member.log_validation_loss()
+            if done_epochs % diagnostics.every_n_epochs == 0 or last:
                 diagnostics.run(member.view, member.run.module, "val")
             member.view.current_epoch = done_epochs  # Lightning's count once the epoch is over
             if stopped or last:
