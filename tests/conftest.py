@@ -1,7 +1,6 @@
 """Shared fixtures: the real config, composed and shrunk for seconds-long runs."""
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
@@ -47,25 +46,45 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 
 # Test tiers: `pytest -m "not integration"` is the unit tier (under a minute on one CPU core); plain `pytest`
-# runs both. A test is `integration` when it, or a fixture from this folder that it uses, assembles or trains
-# whole runs (calls train( or build(, or uses the SHORT / EASY run overrides above), starts a process
-# (subprocess, or a module's _cli( / _start( helpers), reads the real data sets (SHARED_DATA: tens of MB) or
-# composes a whole sweep of configs in a loop (compose_config(...) for ...). Whole modules say so with a
-# module-level `pytestmark` (bench, reliability, the config snapshot).
-INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train|build|_cli|_start)\(|\bsubprocess\.|\b(SHORT|EASY|SHARED(_DATA)?)\b"
-                                r"|\bcompose_config\([^()]*\)\s+for\b")
+# runs both. A test is `integration` when it, a fixture it uses or a helper function it calls (those defined in
+# this folder) assembles or trains whole runs (calls train...( / build...( / .fit(, or uses run overrides built on
+# EASY / SHORT above), starts a process (subprocess, the modules' _cli( / _start( helpers), reads the real data
+# sets (SHARED_DATA: tens of MB) or composes a sweep of configs in a loop (compose_config(...) for ...).
+# Whole modules say so with a module-level `pytestmark` (bench, reliability, the config snapshot).
+INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train\w*|build\w*|_cli|_start)\(|\.fit\(|\bsubprocess\.|\b(SHORT|EASY)\b"
+                                r"|\bSHARED(_DATA)?\b|\bcompose_config\([^()]*\)\s+for\b")
 TESTS = Path(__file__).resolve().parent
 
 
-@functools.cache
+def _names(code) -> set[str]:
+    """The global names a code object and the comprehensions and lambdas inside it use."""
+    return set(code.co_names).union(*(_names(c) for c in code.co_consts if inspect.iscode(c)))
+
+
+_ANSWERS: dict = {}  # function -> whether it runs whole runs (None while being worked out: a cycle says no)
+
+
 def _runs_whole_runs(fn) -> bool:
-    """Whether the source of `fn`, a test or a fixture defined in this folder, matches INTEGRATION_SOURCE."""
+    """Whether `fn` (a test, fixture or helper defined in this folder) or a helper it calls matches the rule."""
+    if fn not in _ANSWERS:
+        _ANSWERS[fn] = None
+        _ANSWERS[fn] = _check(fn)
+    return bool(_ANSWERS[fn])
+
+
+def _check(fn) -> bool:
     try:
         if TESTS not in Path(inspect.getsourcefile(fn) or "/").resolve().parents:
             return False
-        return bool(INTEGRATION_SOURCE.search(inspect.getsource(fn)))
+        if INTEGRATION_SOURCE.search(inspect.getsource(fn)):
+            return True
     except (OSError, TypeError):
         return False
+    code, names = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    used = [names[name] for name in (_names(code) if code else ()) if name in names]
+    if any(isinstance(v, list) and all(isinstance(s, str) for s in v) and set(EASY) <= set(v) for v in used):
+        return True  # run overrides built on EASY / SHORT, e.g. a module's VAE = [*SHORT, ...]
+    return any(inspect.isfunction(v) and _runs_whole_runs(v) for v in used)
 
 
 def _is_integration(item: pytest.Function) -> bool:
