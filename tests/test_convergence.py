@@ -270,3 +270,28 @@ def test_active_dims_below_the_data_dimension_are_not_converged():
     assert "4 active dims but the data's local dimension is 5" in verdict["convergence"]["reason"]
     assert assess(history, learnable_gamma=True, data_dimension=4)["converged"]
     assert "dims_cover_data" not in assess(history, learnable_gamma=True)["convergence"]["checks"]
+
+
+def test_a_resumed_run_gets_back_its_raised_epoch_and_step_limits():
+    from types import SimpleNamespace
+
+    from vaelab.convergence import Convergence
+
+    class FakeTrainer:  # the two limits Lightning keeps in its fit loop
+        def __init__(self, max_epochs, max_steps):
+            self.fit_loop = SimpleNamespace(max_epochs=max_epochs, epoch_loop=SimpleNamespace(max_steps=max_steps))
+
+        @property
+        def max_epochs(self):
+            return self.fit_loop.max_epochs
+
+    extended, resumed = Convergence(), Convergence()
+    extended._trainer, resumed._trainer = FakeTrainer(400, 8000), FakeTrainer(300, 6000)
+    extended.extensions = [{"at_epoch": 300, "epochs": 100, "active_dims_before": 2}]
+    resumed.load_state_dict(extended.state_dict())
+    assert resumed._trainer.max_epochs == 400 and resumed._trainer.fit_loop.epoch_loop.max_steps == 8000
+    assert resumed.extensions == extended.extensions
+    unbounded = Convergence()
+    unbounded._trainer = FakeTrainer(300, -1)  # no step limit: none is invented
+    unbounded.load_state_dict(extended.state_dict())
+    assert unbounded._trainer.fit_loop.epoch_loop.max_steps == -1

@@ -227,12 +227,11 @@ class Convergence(L.Callback):
 
         diagnostics = next(c for c in trainer.callbacks if isinstance(c, Diagnostics))
         verdict = self.verdict(diagnostics.history, module)
-        if verdict["converged"] and len(self.extensions) >= self.min_extensions:
-            return
         extension, maximum = self.budget(self.base_epochs)
-        if trainer.max_epochs + extension > maximum:
-            return  # the budget is spent: the run ends and reports what it is
-        self._extend(trainer, module, extension, diagnostics.history[-1]["active_dims"], verdict)
+        wanted = not (verdict["converged"] and len(self.extensions) >= self.min_extensions)
+        # every process of a multi-device run takes rank 0's decision, so that all train the same epochs
+        if trainer.strategy.broadcast(wanted and trainer.max_epochs + extension <= maximum, src=0):
+            self._extend(trainer, module, extension, diagnostics.history[-1]["active_dims"], verdict)
 
     def _extend(self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int,
                 verdict: dict[str, Any]) -> None:
@@ -251,11 +250,20 @@ class Convergence(L.Callback):
             trainer.lr_scheduler_configs[0].scheduler = factory(optimizer, total_steps=steps)
 
     def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
         return {"extensions": self.extensions, "base_epochs": self.base_epochs,
-                "max_epochs": None if self._trainer is None else self._trainer.max_epochs}
+                "max_epochs": None if trainer is None else trainer.max_epochs,
+                "max_steps": None if trainer is None else trainer.fit_loop.epoch_loop.max_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed run keeps its extensions: the raised epoch (and, where set, step) limits come back."""
         self.extensions = list(state_dict.get("extensions", []))
         self.base_epochs = state_dict.get("base_epochs", self.base_epochs)
-        if self._trainer is not None and state_dict.get("max_epochs"):  # a resumed run keeps its extensions
-            self._trainer.fit_loop.max_epochs = max(self._trainer.max_epochs, state_dict["max_epochs"])
+        trainer = self._trainer
+        if trainer is None:
+            return
+        if state_dict.get("max_epochs"):
+            trainer.fit_loop.max_epochs = max(trainer.max_epochs, state_dict["max_epochs"])
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if (state_dict.get("max_steps") or -1) > 0 and epoch_loop.max_steps > 0:
+            epoch_loop.max_steps = max(epoch_loop.max_steps, state_dict["max_steps"])
