@@ -252,6 +252,15 @@ def test_local_pca_dimension_of_a_linear_subspace_is_its_rank(r):
     assert dim == r and counts[r] >= 0.9 * sum(counts)
 
 
+def test_local_pca_dimension_of_one_coordinate_and_of_too_few_points():
+    from vaelab.metrics import local_pca_dimension
+
+    assert local_pca_dimension(torch.randn(500, 1)) == (1, [0, 300])
+    assert local_pca_dimension(torch.ones(50, 1)) == (0, [50, 0])
+    with pytest.raises(ValueError, match="at least 3 points, got 2"):
+        local_pca_dimension(torch.randn(2, 5))
+
+
 @pytest.mark.parametrize(("r", "d"), [(2, 20), (5, 7), (7, 9)])
 def test_local_pca_dimension_of_the_synthetic_manifolds_is_r(r, d):
     """x = sigmoid(W u + b): with d = r + 2 one direction of u shows several times more weakly than the others

@@ -61,6 +61,13 @@ def local_pca_dimension(x: torch.Tensor, anchors: int = 300, neighbours: int | N
     dimension 0..d). Computed in float64."""
     x = x.flatten(1).double()
     n, d = x.shape
+    if n < 3:
+        raise ValueError(f"local_pca_dimension needs at least 3 points, got {n}")
+    if d == 1:  # one coordinate: a line, or a point when it never varies (no gap to take)
+        varies = bool(x.std() > 0)
+        counts = [0, 0]
+        counts[varies] = min(anchors, n)
+        return int(varies), counts
     k = min(neighbours or max(2 * d, 20), n - 1)
     chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:anchors]
     nearest = torch.cdist(x[chosen], x).topk(k + 1, largest=False).indices  # (A, k + 1), the anchor included
