@@ -48,11 +48,12 @@ def read_metrics(run_dir: str | Path) -> dict:
 # Test tiers: `pytest -m "not integration"` is the unit tier (under a minute on one CPU core); plain `pytest`
 # runs both. A test is `integration` when it, a fixture it uses or a helper function it calls (those defined in
 # this folder) assembles or trains whole runs (calls train...( / build...( / .fit(, or uses run overrides built on
-# EASY / SHORT above), starts a process (subprocess, the modules' _cli( / _start( helpers), reads the real data
-# sets (SHARED_DATA: tens of MB) or composes a sweep of configs in a loop (compose_config(...) for ...).
+# EASY / SHORT above), runs a command line end to end (a process: subprocess, the modules' _cli( / _start(
+# helpers; or in process: a command's main([...])), reads the real data sets (SHARED_DATA: tens of MB) or
+# composes a sweep of configs in a loop (compose_config(...) for ...).
 # Whole modules say so with a module-level `pytestmark` (bench, reliability, the config snapshot).
 INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train\w*|build\w*|_cli|_start)\(|\.fit\(|\bsubprocess\.|\b(SHORT|EASY)\b"
-                                r"|\bSHARED(_DATA)?\b|\bcompose_config\([^()]*\)\s+for\b")
+                                r"|\bmain\(\[|\bSHARED(_DATA)?\b|\bcompose_config\([^()]*\)\s+for\b")
 TESTS = Path(__file__).resolve().parent
 
 
