@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SHORT
+from conftest import SHARED_DATA, SHORT
 from vaelab.errors import ConfigError, RunExistsError
 from vaelab.models.base import Batch
 from vaelab.run_record import RunRecord, read_metrics
@@ -24,6 +24,9 @@ from vaelab.train import build, train
 VAE = [*SHORT, "trainer.max_epochs=2", "trainer.max_steps=20", "logger=none"]  # 12 steps per epoch
 IVAE = ["experiment=ivae", "compile=false", "data.n_segments=10", "data.points_per_segment=200", "torch_threads=1",
         "callbacks.progress_bar=null", "trainer.max_epochs=2", "trainer.max_steps=30", "logger=none"]  # 25 per epoch
+MNIST_SKIP = ["experiment=skip_mnist_mlp", f"paths.data_dir={SHARED_DATA}", "model.skip=true", "data.n_train=2000",
+              "data.n_val=500", "model.encoder_hidden=[32]", "model.decoder_hidden=[32,32]", "trainer.max_steps=25",
+              "torch_threads=1", "callbacks.progress_bar=null", "logger=none"]  # binarize=dynamic, 20 steps per epoch
 STEP_RTOL = 1e-4
 
 
@@ -57,7 +60,10 @@ def seed_parallel_losses(cfg, seeds, monkeypatch) -> list[list[float]]:
     return [list(per_member) for per_member in zip(*losses, strict=True)]
 
 
-@pytest.mark.parametrize("overrides", [VAE, IVAE], ids=["vae", "ivae_weighted"])
+@pytest.mark.parametrize("overrides", [
+    VAE, IVAE, pytest.param(MNIST_SKIP, marks=pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(),
+                                                                reason=f"no MNIST files in {SHARED_DATA}"))],
+    ids=["vae", "ivae_weighted", "mnist_dynamic_binarization"])
 def test_each_member_takes_the_steps_of_the_single_run_with_its_seed(make_cfg, monkeypatch, overrides):
     seeds = [3, 0, 7]
     stacked = seed_parallel_losses(make_cfg(*overrides, name="stacked"), seeds, monkeypatch)

@@ -79,6 +79,11 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
     if len(dirs) != len(seeds):
         raise ConfigError(f"{len(dirs)} run directories for {len(seeds)} seeds")
     starts = [run_dir.decide(d, None, bool(cfg.get("skip_completed"))) for d in dirs]
+    resumable = [str(d) for d, start in zip(dirs, starts, strict=True) if start.ckpt_path]
+    if resumable:
+        raise ConfigError(f"skip_completed=true would continue the interrupted runs in {resumable} from their "
+                          "checkpoints, which seed-parallel training cannot do yet; continue them one at a time "
+                          "(vaelab-train resume=<run dir>)")
     todo = [i for i, start in enumerate(starts) if not start.skip]
     results: dict[int, dict[str, Any]] = {i: {**starts[i].previous, "skipped": True}
                                           for i in range(len(seeds)) if starts[i].skip}
