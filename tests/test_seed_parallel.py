@@ -253,7 +253,8 @@ def test_bad_seeds_are_one_line_errors(make_cfg, seeds, message):
 @pytest.mark.parametrize("overrides, message", [
     (["model=cvae_conv", "data._target_=helpers.TinyImageData", "model.use_condition=false"],
      "architecture=conv cannot be trained seed-parallel"),
-    (["inference=sa"], "cannot be trained seed-parallel"),
+    (["inference=sa"], "inference=sa .* cannot be trained seed-parallel"),
+    (["model=pixelcnn", "data._target_=helpers.TinyImageData"], "model=PixelCNNVAE cannot be trained seed-parallel"),
     (["trainer=ddp"], "one process on one device"),
     (["restarts=2"], "restarts=2"),
 ])

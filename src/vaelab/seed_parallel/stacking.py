@@ -65,6 +65,9 @@ class MemberPReLU(nn.Module):
 
 def check_stackable(model: nn.Module) -> None:
     """ConfigError (naming ``model`` and the models that can) unless every network of `model` is an MLP."""
+    if hasattr(model, "base"):  # SemiAmortized wraps the model whose posterior it refines
+        raise ConfigError("inference=sa (per-point SVI refinement) cannot be trained seed-parallel; drop inference=sa "
+                          "or run the seeds one process each (a -m sweep over seed)")
     if isinstance(model, ConditionalVAE) and model.architecture != "mlp":
         raise ConfigError(f"model.architecture={model.architecture} cannot be trained seed-parallel (its "
                           f"networks are not MLPs); seed-parallel training takes model={STACKABLE}; run the "
