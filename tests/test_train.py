@@ -160,7 +160,8 @@ def test_step_hooks_of_callbacks_run_and_do_not_change_the_numbers(make_cfg):
     strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
     assert strip(plain) == strip(hooked)
     counts = json.loads((Path(hooked["run_dir"]) / "step_hooks.json").read_text())
-    assert counts == dict.fromkeys(counts, hooked["steps"]) and hooked["steps"] > 0
+    hooks = ("before_backward", "after_backward", "before_optimizer_step")
+    assert hooked["steps"] > 0 and counts == dict.fromkeys(hooks, hooked["steps"])
     for cfg, fast in ((make_cfg(*SHORT, "trainer.max_epochs=1", name="p1"), True),
                       (make_cfg(*SHORT, "trainer.max_epochs=1", "+callbacks.count._target_=helpers.CountStepHooks",
                                 name="h1"), False)):
