@@ -11,10 +11,10 @@ from conftest import read_metrics
 from test_text_data import write_corpus
 from vaelab.data.spec import DataSpec
 from vaelab.data.text import PAD, TextData
-from vaelab.errors import ConfigError
 from vaelab.diagnostics.base import run_evaluators
 from vaelab.diagnostics.iw_nll import ImportanceSampledNLL
 from vaelab.diagnostics.mutual_information import MutualInformation
+from vaelab.errors import ConfigError
 from vaelab.evaluation import evaluation_context
 from vaelab.models.text_vae import TextVAE
 from vaelab.train import build, train

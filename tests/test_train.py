@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from conftest import SHARED_DATA, EASY, SHORT, read_metrics
+from conftest import EASY, SHARED_DATA, SHORT, read_metrics
 from vaelab.errors import ConfigError, DataError, RunInterrupted
 from vaelab.train import build, train
 from vaelab.training_module import require_cpp_compiler

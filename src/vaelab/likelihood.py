@@ -11,9 +11,9 @@ import math
 
 import torch
 
+from vaelab.data.in_memory import Split
 from vaelab.models.base import Batch, LatentVariableModel
 from vaelab.models.gaussian import LOG_2PI
-from vaelab.data.in_memory import Split
 
 
 def _point_noise(indices: range, n_samples: int, latent_dim: int, seed: int) -> torch.Tensor:

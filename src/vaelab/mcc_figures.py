@@ -1,6 +1,7 @@
 """TensorBoard figures for identifiability: the matched |correlation| matrix and (source, latent) scatters.
 
-Drawn on matplotlib's Agg canvas (no global backend change) into (3, H, W) float image tensors in [0, 1] (what ``add_image`` takes).
+Drawn on matplotlib's Agg canvas (no global backend change) into (3, H, W) float image tensors in [0, 1] (what
+``add_image`` takes).
 """
 from __future__ import annotations
 

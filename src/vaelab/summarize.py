@@ -151,7 +151,8 @@ class Summary:
         if self.common:
             text.append("Common overrides: " + " ".join(f"{k}={v}" for k, v in self.common.items()) + "\n")
         text += ["\n".join(lines), "", "mean ± std over completed runs (std with ddof 1); jobs = completed/all."
-                 + ("; converged = completed runs that converged / completed runs with a verdict (metrics.json `converged`)"
+                 + ("; converged = completed runs that converged / completed runs with a verdict "
+                    "(metrics.json `converged`)"
                     if verdicts else "")]
         if self.problems():
             text += ["", "Not completed:", ""]
@@ -222,7 +223,7 @@ def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group
     groups: dict[tuple, list[RunResult]] = {}
     for run in runs:
         groups.setdefault(tuple(run.overrides.get(k, "") for k in group_keys), []).append(run)
-    rows = [_group_row(dict(zip(group_keys, key)), members, metrics) for key, members in groups.items()]
+    rows = [_group_row(dict(zip(group_keys, key, strict=True)), members, metrics) for key, members in groups.items()]
     for spec in reversed(list(sort or group_keys)):  # stable sorts, last key first; "-key" sorts descending
         key = spec.lstrip("-")
         column = key if key in group_keys else f"{key}_mean"

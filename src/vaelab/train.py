@@ -92,7 +92,6 @@ def _instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, re-raising vaelab's own errors unwrapped (their message is the whole story)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:

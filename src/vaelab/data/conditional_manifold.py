@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 from scipy.signal import lfilter
+from torch.nn import functional as F
 
 from vaelab.data.in_memory import InMemoryDataModule, Split
 from vaelab.data.spec import DataSpec
@@ -171,7 +172,8 @@ class ContinuousGroupsData(InMemoryDataModule):
         w, b = random_linear(self.manifold_dim, self.ambient_dim, g)
         us = [sample_gmm_latents(self.n_per_group, self.manifold_dim, g, self.latent_noise_std) for _ in self.ranks]
         u = torch.cat(us)
-        c = torch.cat([torch.nn.functional.pad(ui[:, :t], (0, max(self.ranks) - t)) for ui, t in zip(us, self.ranks)])
+        width = max(self.ranks)
+        c = torch.cat([F.pad(ui[:, :t], (0, width - t)) for ui, t in zip(us, self.ranks, strict=True)])
         y = torch.arange(len(self.ranks)).repeat_interleave(self.n_per_group)
         return shuffled_splits({"x": embed(u, w, b), "c": c, "y": y, "z_true": u}, self.sizes, self.data_seed)
 

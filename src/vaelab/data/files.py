@@ -177,7 +177,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
         raise DataError(f"{path}: IDX payload is {len(data) - header} bytes but its header {list(shape)} of "
-                        f"{dtype.name} needs {expected}; the file is {'truncated' if len(data) - header < expected else 'too long'}; "
+                        f"{dtype.name} needs {expected}; the file is "
+                        f"{'truncated' if len(data) - header < expected else 'too long'}; "
                         f"{redownload}")
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 

@@ -47,13 +47,13 @@ DATASETS = {
     "mnist": ImageDataset("mnist", mirrored(
         list(zip(FILE_NAMES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
                               "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
-                 (9_912_422, 28_881, 1_648_877, 4_542))),
+                 (9_912_422, 28_881, 1_648_877, 4_542), strict=True)),
         # the https mirror first: the original site has been refusing plain downloads
         ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"))),
     "fashion_mnist": ImageDataset("fashion-mnist", mirrored(
         list(zip(FILE_NAMES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
                               "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
-                 (26_421_880, 29_515, 4_422_102, 5_148))),
+                 (26_421_880, 29_515, 4_422_102, 5_148), strict=True)),
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
          "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"))),
 }

@@ -84,4 +84,4 @@ class SyntheticManifoldData(InMemoryDataModule):
                                   self.latent_noise_std)
         names = ("train", "val", "test")
         return {name: {"x": xs, "z_true": us}
-                for name, xs, us in zip(names, x.split(self.sizes), u.split(self.sizes))}
+                for name, xs, us in zip(names, x.split(self.sizes), u.split(self.sizes), strict=True)}

@@ -18,8 +18,8 @@ first ``max_vocab_size`` when set), or, without a vocab file, the tokens of the 
 ``max_vocab_size`` of them. ``unk_tokens`` (``_UNK`` in Yahoo, ``<unk>`` in PTB) and every
 token outside the vocabulary map to ``<unk>``. Blank lines are skipped and counted (per file read), documents
 longer than ``max_length`` words are truncated and counted (blank lines are also logged); metrics.json gets both
-counts with the vocabulary size, documents and scored tokens per document (``true_blank_docs_skipped``, ``true_docs_truncated``,
-``true_vocab_size``, ``true_docs``, ``true_tokens_per_doc``) and ``note`` (``true_data_note``).
+counts with the vocabulary size, documents and scored tokens per document (``true_blank_docs_skipped``,
+``true_docs_truncated``, ``true_vocab_size``, ``true_docs``, ``true_tokens_per_doc``) and ``note`` (``true_data_note``).
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ Reference sizes (conf/model/bernoulli_mlp.yaml ``full``): 784-1024-1024, latent 
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -51,7 +52,7 @@ class BernoulliMLPVAE(LatentVariableModel):
         self.encoder = mlp(data.x_dim, encoder_hidden, 2 * latent_dim, activation)
         self.activation = ACTIVATIONS[activation]()
         self.first = nn.Linear(latent_dim, decoder_hidden[0])
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(decoder_hidden[:-1], decoder_hidden[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(decoder_hidden))
         self.skips = nn.ModuleList(nn.Linear(latent_dim, b, bias=False) for b in decoder_hidden[1:]) if skip \
             else None
         self.out = nn.Linear(decoder_hidden[-1], data.x_dim)

@@ -59,7 +59,8 @@ class ConditionalVAE(LearnableGammaModel):
         super().__init__()
         self._check(data, latent_dim, architecture, use_condition, prior, share_encoder_prior, prior_in_decoder,
                     gated_decoder, condition_features)
-        self.latent_dim, self.architecture, self.x_shape, self.x_dim = latent_dim, architecture, data.x_shape, data.x_dim
+        self.latent_dim, self.architecture = latent_dim, architecture
+        self.x_shape, self.x_dim = data.x_shape, data.x_dim
         self.c_dim = data.condition_dim if use_condition else 0
         self.learned_prior, self.share_encoder_prior = prior == "learned", share_encoder_prior
         self.prior_in_decoder, self.gated, self.output_sigmoid = prior_in_decoder, gated_decoder, output_sigmoid

@@ -24,7 +24,7 @@ class DiagonalGaussian:
         """One reparameterised sample, shape (batch, latent_dim)."""
         return self.mean + torch.randn_like(self.mean) * (0.5 * self.logvar).exp()
 
-    def kl_per_dim(self, prior: "DiagonalGaussian | None" = None) -> torch.Tensor:
+    def kl_per_dim(self, prior: DiagonalGaussian | None = None) -> torch.Tensor:
         """KL(self || prior) per latent dim in nats, shape (batch, latent_dim); prior None = N(0, I)."""
         if prior is None:
             return 0.5 * (self.logvar.exp() + self.mean.square() - 1.0 - self.logvar)

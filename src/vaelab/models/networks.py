@@ -1,6 +1,7 @@
 """Building blocks shared by the models."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import nn
@@ -25,7 +26,7 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str =
         raise ConfigError(f"model.activation={activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
     dims = [in_dim, *hidden_dims]
     layers: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
+    for a, b in itertools.pairwise(dims):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
