@@ -40,7 +40,7 @@ say() { echo "slurm_local: $*"; }
 die() { echo "slurm_local: error: $*" >&2; exit 1; }
 
 alive() {  # alive PIDFILE: the process named in PIDFILE exists
-  [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
+  [[ -s $1 ]] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
 }
 
 node_state() {  # the node's state as sinfo prints it (idle, mix, alloc, down*, drain ...), empty if unreachable
@@ -52,7 +52,7 @@ usable() { case $1 in idle|mix*|alloc*|completing*) return 0 ;; *) return 1 ;; e
 wait_gone() {  # wait_gone PIDFILE: up to 10 s for the process to exit, then SIGTERM it by its pid
   local pid
   for _ in $(seq 40); do alive "$1" || return 0; sleep 0.25; done
-  pid=$(cat "$1"); say "pid $pid still running: sending SIGTERM"; kill "$pid" 2>/dev/null || true
+  pid=$(cat "$1" 2>/dev/null) || return 0; say "pid $pid still running: sending SIGTERM"; kill "$pid" 2>/dev/null || true
   for _ in $(seq 40); do alive "$1" || return 0; sleep 0.25; done
 }
 

@@ -112,10 +112,11 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     proc = _start(_train_cmd(sweep), tmp_path / "launcher.log")
     try:
-        # Job 0 is in its first array task: cancel it once it is training (its TensorBoard file exists).
+        # Job 0 is the array's first task: cancel it while it trains. last.ckpt is written when training starts,
+        # after vaelab's SIGTERM handler is installed (before that, submitit ignores SIGTERM: docs/slurm.md).
         job0 = _wait(lambda: _job_dirs(sweep).get(0) if sweep.exists() else None, 300, "job 0's folder", proc)
-        _wait(lambda: list((job0 / "tensorboard").glob("events.out.tfevents.*")), 300, "job 0 to train", proc)
-        time.sleep(1.0)
+        _wait(lambda: (job0 / "checkpoints" / "last.ckpt").exists(), 300, "job 0 to start training", proc)
+        time.sleep(0.5)
         task = next(p.name for p in (sweep / ".submitit").iterdir() if p.name.endswith("_0"))
         array_id = task.rsplit("_", 1)[0]
         subprocess.run(["scancel", task], check=True, timeout=20)
