@@ -4,6 +4,7 @@ tests/test_config_snapshot.py compares today's composition with this file, so th
 or of the code cannot change what a run does without someone regenerating the file on purpose:
     python scripts/snapshot_configs.py
 """
+
 from __future__ import annotations
 
 import json

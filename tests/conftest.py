@@ -1,4 +1,5 @@
 """Shared fixtures: the real config, composed and shrunk for seconds-long runs."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,11 +16,24 @@ from vaelab.config import compose_config
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
 # An easy case that recovers AD = 2 in a few seconds on one CPU thread.
-EASY = ["data.manifold_dim=2", "data.ambient_dim=10", "data.n_samples=4000", "data.batch_size=256",
-        "optimizer.lr=0.01", "trainer.max_epochs=150", "torch_threads=1", "callbacks.progress_bar=null"]
+EASY = [
+    "data.manifold_dim=2",
+    "data.ambient_dim=10",
+    "data.n_samples=4000",
+    "data.batch_size=256",
+    "optimizer.lr=0.01",
+    "trainer.max_epochs=150",
+    "torch_threads=1",
+    "callbacks.progress_bar=null",
+]
 # Shorter still, for checks of the run machinery rather than of the science.
-SHORT = [*EASY, "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5", "callbacks.convergence.extend=false",
-         "callbacks.diagnostics.every_n_epochs=5"]
+SHORT = [
+    *EASY,
+    "trainer.max_epochs=20",
+    "trainer.check_val_every_n_epoch=5",
+    "callbacks.convergence.extend=false",
+    "callbacks.diagnostics.every_n_epochs=5",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +50,10 @@ def _restore_torch_and_signals():
 @pytest.fixture
 def make_cfg(tmp_path):
     """make_cfg(*overrides, name="run") -> the composed config with its run dir under tmp_path."""
+
     def make(*overrides: str, name: str = "run"):
         return compose_config(list(overrides), output_dir=tmp_path / name)
+
     return make
 
 
@@ -52,8 +68,10 @@ def read_metrics(run_dir: str | Path) -> dict:
 # helpers; or in process: a command's main([...])), reads the real data sets (SHARED_DATA: tens of MB) or
 # composes a sweep of configs in a loop (compose_config(...) for ...).
 # Whole modules say so with a module-level `pytestmark` (bench, reliability, the config snapshot).
-INTEGRATION_SOURCE = re.compile(r"(?<![\w.])(train\w*|build\w*|_cli|_start)\(|\.fit\(|\bsubprocess\.|\b(SHORT|EASY)\b"
-                                r"|\bmain\(\[|\bSHARED(_DATA)?\b|\bcompose_config\([^()]*\)\s+for\b")
+INTEGRATION_SOURCE = re.compile(
+    r"(?<![\w.])(train\w*|build\w*|_cli|_start)\(|\.fit\(|\bsubprocess\.|\b(SHORT|EASY)\b"
+    r"|\bmain\(\[|\bSHARED(_DATA)?\b|\bcompose_config\([^()]*\)\s+for\b"
+)
 TESTS = Path(__file__).resolve().parent
 
 

@@ -1,4 +1,5 @@
 """Test-only callbacks and data, referenced from configs as ``+callbacks.x._target_=helpers.Name``."""
+
 import lightning as L
 import torch
 
@@ -16,8 +17,8 @@ class InterruptAfterEpoch(L.Callback):
         if trainer.current_epoch == self.epoch:
             import os
             import signal
-            os.kill(os.getpid(), signal.SIGINT)
 
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class TinyImageData(InMemoryDataModule):
@@ -26,8 +27,15 @@ class TinyImageData(InMemoryDataModule):
 
     spec = DataSpec("tiny_images", (1, 8, 8), x_range=(0.0, 1.0))
 
-    def __init__(self, n_samples: int = 512, batch_size: int = 32, eval_batch_size: int = 256,
-                 shuffle_seed: int = 0, batches_per_fetch: int = 4, **synthetic_manifold_keys):
+    def __init__(
+        self,
+        n_samples: int = 512,
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        shuffle_seed: int = 0,
+        batches_per_fetch: int = 4,
+        **synthetic_manifold_keys,
+    ):
         super().__init__(batch_size, eval_batch_size, shuffle_seed, batches_per_fetch=batches_per_fetch)
         self.n_samples = n_samples
 
@@ -36,7 +44,7 @@ class TinyImageData(InMemoryDataModule):
         quadrant = torch.randint(0, 4, (self.n_samples,), generator=g)
         x = torch.full((self.n_samples, 1, 8, 8), 0.1)
         for i, q in enumerate(quadrant.tolist()):
-            x[i, 0, 4 * (q // 2):4 * (q // 2) + 4, 4 * (q % 2):4 * (q % 2) + 4] = 0.9
+            x[i, 0, 4 * (q // 2) : 4 * (q // 2) + 4, 4 * (q % 2) : 4 * (q % 2) + 4] = 0.9
         cut = [int(0.8 * self.n_samples), int(0.9 * self.n_samples)]
         return {name: {"x": part} for name, part in zip(("train", "val", "test"), x.tensor_split(cut), strict=True)}
 
@@ -86,4 +94,5 @@ class CountStepHooks(L.Callback):
     def on_train_end(self, trainer, pl_module):
         import json
         import pathlib
+
         pathlib.Path(trainer.default_root_dir, "step_hooks.json").write_text(json.dumps(self.counts))

@@ -1,5 +1,6 @@
 """The benchmark suite (scripts/bench) runs end to end on tiny sizes and writes a valid bench.json and bench.md.
 Behaviour only: the timings themselves are not checked."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ RUN = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "run.py"
 
 
 def bench(out: Path, *args: str, timeout: int = 600) -> tuple[dict, str]:
-    proc = subprocess.run([sys.executable, str(RUN), "--out", str(out), "--tiny", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--out", str(out), "--tiny", *args], capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
 
@@ -30,8 +32,15 @@ def check_loop(r: dict) -> None:
 
 
 def test_tiny_suite_writes_json_and_markdown(tmp_path):
-    results, md = bench(tmp_path / "out", "--cases", "loop_synthetic_b128", "default_synthetic", "loop_mnist",
-                        "--data-dir", str(tmp_path / "no_data"))
+    results, md = bench(
+        tmp_path / "out",
+        "--cases",
+        "loop_synthetic_b128",
+        "default_synthetic",
+        "loop_mnist",
+        "--data-dir",
+        str(tmp_path / "no_data"),
+    )
     cases = results["cases"]
     assert set(cases) == {"loop_synthetic_b128", "default_synthetic", "loop_mnist_b128"}
     check_loop(cases["loop_synthetic_b128"])
@@ -46,8 +55,9 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
 
 
 def test_unknown_case_is_an_error(tmp_path):
-    proc = subprocess.run([sys.executable, str(RUN), "--out", str(tmp_path), "--cases", "nope"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--out", str(tmp_path), "--cases", "nope"], capture_output=True, text=True
+    )
     assert proc.returncode != 0 and "no case matches ['nope']" in proc.stderr
 
 

@@ -1,4 +1,5 @@
 """The command line before Hydra (vaelab.cli): its checks run, and fail, without loading torch or Lightning."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,17 +11,21 @@ LIGHT_MODULES = ("vaelab.cli", "vaelab.validation", "vaelab.run_dir", "vaelab.sc
 
 
 def test_command_line_modules_load_without_torch_or_lightning():
-    code = (f"import sys\nfor m in {LIGHT_MODULES!r}: __import__(m)\n"
-            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    code = (
+        f"import sys\nfor m in {LIGHT_MODULES!r}: __import__(m)\n"
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
 def test_a_command_line_error_is_reported_before_torch_loads():
-    code = ("import sys\nfrom vaelab.train import cli\nsys.argv = ['vaelab-train', 'kl_warmup=null']\n"
-            "try:\n    cli()\nexcept SystemExit as exit:\n"
-            "    print(exit.code, 'torch' in sys.modules, 'lightning' in sys.modules)")
+    code = (
+        "import sys\nfrom vaelab.train import cli\nsys.argv = ['vaelab-train', 'kl_warmup=null']\n"
+        "try:\n    cli()\nexcept SystemExit as exit:\n"
+        "    print(exit.code, 'torch' in sys.modules, 'lightning' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "2 False False", proc.stderr
     assert proc.stderr.startswith("vaelab-train: error: kl_warmup=null: a config group cannot be set to null")

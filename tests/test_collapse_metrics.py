@@ -1,4 +1,5 @@
 """Oracle tests of the posterior-collapse diagnostics: MI, AU, importance-sampled NLL, perplexity, probe, PCA."""
+
 from __future__ import annotations
 
 import math
@@ -121,15 +122,17 @@ def test_iw_nll_with_one_sample_is_the_negative_elbo_of_that_sample_and_batch_si
     nll = importance_sampled_nll(model, {"x": x}, n_samples=1, seed=3)
     q = model.encode({"x": x})
     z = q.mean + _point_noise(range(300), 1, model.latent_dim, 3)[0] * q.var.sqrt()
-    by_hand = model.reconstruction_nll(x, model.decode(z, {"x": x})) + q.log_prob(z) \
-        + 0.5 * (LOG_2PI + z.square()).sum(-1)
+    by_hand = (
+        model.reconstruction_nll(x, model.decode(z, {"x": x})) + q.log_prob(z) + 0.5 * (LOG_2PI + z.square()).sum(-1)
+    )
     torch.testing.assert_close(nll, by_hand.double(), atol=1e-4, rtol=1e-5)
     # in expectation: the analytic negative ELBO (recon + closed-form KL)
     neg_elbo = model.reconstruction_nll(x, model.decode(z, {"x": x})) + q.kl_per_dim().sum(-1)
     assert float(nll.mean()) == pytest.approx(float(neg_elbo.mean()), abs=0.15)
     many = importance_sampled_nll(model, {"x": x}, n_samples=20, seed=3, max_rows=7)  # 1 point per call
-    torch.testing.assert_close(many, importance_sampled_nll(model, {"x": x}, n_samples=20, seed=3),
-                               atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(
+        many, importance_sampled_nll(model, {"x": x}, n_samples=20, seed=3), atol=1e-5, rtol=1e-6
+    )
 
 
 def test_perplexity_is_exp_of_nll_per_token():

@@ -1,5 +1,6 @@
 """Conditional manifold data (Zheng et al. 2022): shapes, and the ground truth each generator promises (the rank
 of the map's Jacobian, the condition as a function of the latents, per-class/group manifold dimensions)."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,7 @@ from vaelab.errors import ConfigError
 
 def jacobian_rank(w: torch.Tensor, b: torch.Tensor, u: torch.Tensor) -> int:
     """Rank of d embed(u) / du at one point u (r,), float64."""
-    jac = torch.autograd.functional.jacobian(
-        lambda v: torch.sigmoid(v @ w.double().T + b.double()), u.double())
+    jac = torch.autograd.functional.jacobian(lambda v: torch.sigmoid(v @ w.double().T + b.double()), u.double())
     return int(torch.linalg.matrix_rank(jac))
 
 
@@ -43,6 +43,7 @@ def all_rows(data) -> dict[str, torch.Tensor]:
 # c = A u[:, :t]
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_conditional_manifold_shapes_spec_and_same_x_as_the_unconditional_data():
     data = ConditionalManifoldData(manifold_dim=6, condition_rank=2, ambient_dim=12, n_samples=1000)
     splits = data.build()
@@ -57,8 +58,9 @@ def test_conditional_manifold_shapes_spec_and_same_x_as_the_unconditional_data()
 
 @pytest.mark.parametrize("r, t", [(3, 1), (6, 4), (5, 5)])
 def test_linear_condition_is_an_invertible_map_of_the_first_t_latents(r, t):
-    rows = all_rows(ConditionalManifoldData(manifold_dim=r, condition_rank=t, ambient_dim=10, n_samples=500,
-                                            data_seed=7))
+    rows = all_rows(
+        ConditionalManifoldData(manifold_dim=r, condition_rank=t, ambient_dim=10, n_samples=500, data_seed=7)
+    )
     a, bias = well_conditioned_linear(t, 10.0, 7 + 1)
     u_head = rows["z_true"][:, :t]
     torch.testing.assert_close(rows["c"], u_head @ a.T + bias)
@@ -101,12 +103,15 @@ def test_conditional_manifold_map_has_jacobian_rank_r():
     assert jacobian_rank(w, b, rows["z_true"][0]) == 5 == logit_rank(rows["x"])
 
 
-@pytest.mark.parametrize(("kwargs", "key"), [
-    ({"manifold_dim": 3, "condition_rank": 4}, "data.condition_rank=4"),
-    ({"manifold_dim": 3, "condition_rank": 0}, "data.condition_rank=0"),
-    ({"condition_map": "cube"}, "data.condition_map='cube'"),
-    ({"manifold_dim": 30}, "data.manifold_dim=30"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"manifold_dim": 3, "condition_rank": 4}, "data.condition_rank=4"),
+        ({"manifold_dim": 3, "condition_rank": 0}, "data.condition_rank=0"),
+        ({"condition_map": "cube"}, "data.condition_map='cube'"),
+        ({"manifold_dim": 30}, "data.manifold_dim=30"),
+    ],
+)
 def test_conditional_manifold_errors_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace("(", r"\(")):
         ConditionalManifoldData(**kwargs)
@@ -115,6 +120,7 @@ def test_conditional_manifold_errors_name_the_key(kwargs, key):
 # --------------------------------------------------------------------------------------------------------------
 # Discrete union of manifolds
 # --------------------------------------------------------------------------------------------------------------
+
 
 def test_union_shapes_labels_one_hot_condition_and_ground_truth():
     data = UnionManifoldData(class_manifold_dims=(1, 2, 4), ambient_dim=10, n_per_class=300)
@@ -153,6 +159,7 @@ def test_union_errors_name_the_key():
 # Continuous groups
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_groups_condition_reveals_the_first_t_latents_zero_padded():
     ranks = (2, 4, 6)
     data = ContinuousGroupsData(manifold_dim=8, group_ranks=ranks, ambient_dim=16, n_per_group=300)
@@ -184,13 +191,15 @@ def test_groups_condition_rank_above_r_is_refused():
 # ARMA sequences
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_arma_series_follows_its_recursion():
     ar, ma = [0.5, -0.25, 0.4], [0.65, 0.35]
     u = arma_series(60, 2, ar, ma, 0.5, torch.Generator().manual_seed(0), burn_in=0)
     e = 0.5 * torch.randn(60, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for s in range(3, 60):
-        expected = (sum(a * u[s - 1 - i] for i, a in enumerate(ar)) + e[s]
-                    + sum(m * e[s - 1 - j] for j, m in enumerate(ma)))
+        expected = (
+            sum(a * u[s - 1 - i] for i, a in enumerate(ar)) + e[s] + sum(m * e[s - 1 - j] for j, m in enumerate(ma))
+        )
         torch.testing.assert_close(u[s], expected)
 
 

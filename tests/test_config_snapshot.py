@@ -2,6 +2,7 @@
 
 A restructuring of conf/ or the code must not change what a run does. When a change is meant to, regenerate the
 file (``python scripts/snapshot_configs.py``) and commit it with the change that explains it."""
+
 from __future__ import annotations
 
 import importlib.util

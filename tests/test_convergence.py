@@ -1,6 +1,7 @@
 """The convergence verdict (vaelab.convergence.assess) on histories with known answers, and the adaptive
 training length on real runs: extensions, the budget, resume inside an extension, the verdict in metrics.json,
 the summary line and vaelab-summarize."""
+
 from __future__ import annotations
 
 import csv
@@ -19,10 +20,16 @@ from vaelab.train import train
 ACTIVE, INACTIVE = [1e-4, 3e-4], [0.99, 1.0, 0.98]
 
 
-def evaluation(step: int, active_dims: int, encoder_var=ACTIVE + INACTIVE, neg_elbo: float = -80.0,
-               gamma: float | None = 1e-5) -> dict:
-    return {"step": step, "active_dims": active_dims, "encoder_var": list(encoder_var), "neg_elbo": neg_elbo,
-            "gamma": gamma}
+def evaluation(
+    step: int, active_dims: int, encoder_var=ACTIVE + INACTIVE, neg_elbo: float = -80.0, gamma: float | None = 1e-5
+) -> dict:
+    return {
+        "step": step,
+        "active_dims": active_dims,
+        "encoder_var": list(encoder_var),
+        "neg_elbo": neg_elbo,
+        "gamma": gamma,
+    }
 
 
 def test_a_settled_manifold_run_has_converged():
@@ -55,28 +62,36 @@ def test_a_dim_between_the_two_variance_levels_is_not_converged():
 def test_posterior_means_varying_in_an_inactive_dim_are_not_converged():
     stirring = [{**evaluation(s, 2), "active_units": 5} for s in (0, 500, 1000)]
     verdict = assess(stirring, learnable_gamma=True)
-    assert not verdict["converged"] and "5 active units (posterior means that vary) but 2 active dims" in \
-        verdict["convergence"]["reason"]
+    assert (
+        not verdict["converged"]
+        and "5 active units (posterior means that vary) but 2 active dims" in verdict["convergence"]["reason"]
+    )
     assert assess([{**e, "active_units": 2} for e in stirring], learnable_gamma=True)["converged"]
 
 
 def union_evaluation(step: int, group_var: list[list[float]], active_units: int) -> dict:
     """A union of two classes: pooled variances are the mean of the groups' (what a union run records)."""
     pooled = [sum(col) / len(col) for col in zip(*group_var, strict=True)]
-    return {**evaluation(step, sum(v < 0.1 for v in pooled), pooled), "active_units": active_units,
-            "group_encoder_var": group_var}
+    return {
+        **evaluation(step, sum(v < 0.1 for v in pooled), pooled),
+        "active_units": active_units,
+        "group_encoder_var": group_var,
+    }
 
 
 def test_a_converged_union_is_judged_within_each_class():
     # class 0 uses dims 0-1, class 1 dims 1-2: pooled, dims 0 and 2 sit at ~0.5 although each class has split
     split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
-    verdict = assess([union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)], learnable_gamma=True,
-                     data_dimension=2)
+    verdict = assess(
+        [union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)], learnable_gamma=True, data_dimension=2
+    )
     assert verdict["converged"], verdict["convergence"]["reason"]
     assert verdict["convergence"]["checks"]["dims_cover_data"]
     # pooled, the same numbers would say unconverged: two dims between the levels, 3 units but 1 active dim
-    pooled_only = [{k: v for k, v in e.items() if k != "group_encoder_var"}
-                   for e in (union_evaluation(s, split, 3) for s in (0, 500, 1000))]
+    pooled_only = [
+        {k: v for k, v in e.items() if k != "group_encoder_var"}
+        for e in (union_evaluation(s, split, 3) for s in (0, 500, 1000))
+    ]
     assert not assess(pooled_only, learnable_gamma=True)["converged"]
 
 
@@ -89,8 +104,10 @@ def test_a_union_class_with_a_dim_half_open_is_not_converged():
     # a unit that varies in no class's active dims: posterior means still moving
     split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
     stirring = assess([union_evaluation(s, split, active_units=4) for s in (0, 500, 1000)], learnable_gamma=True)
-    assert "4 active units (posterior means that vary) but 3 dims active in some group" in \
-        stirring["convergence"]["reason"]
+    assert (
+        "4 active units (posterior means that vary) but 3 dims active in some group"
+        in stirring["convergence"]["reason"]
+    )
 
 
 def test_too_few_evaluations_are_not_converged():
@@ -119,8 +136,11 @@ EXTENDED = [*SHORT, "callbacks.convergence.extend=true", "callbacks.convergence.
 
 def test_a_run_cut_at_a_tenth_of_its_budget_is_flagged(make_cfg):
     """The default experiment (kappa-simple VAE, r = 2) stopped after 30 of its 300 epochs, not extended."""
-    result = train(make_cfg("trainer.max_epochs=30", "callbacks.convergence.extend=false",
-                            "callbacks.progress_bar=null", "logger=none"))
+    result = train(
+        make_cfg(
+            "trainer.max_epochs=30", "callbacks.convergence.extend=false", "callbacks.progress_bar=null", "logger=none"
+        )
+    )
     assert result["converged"] is False and result["epochs"] == 30
     assert "converged: NO" in format_summary(result)
 
@@ -135,8 +155,16 @@ def test_extension_runs_until_the_active_dims_hold_then_stops(make_cfg, tmp_path
     else:  # or ran to the end of its budget (what this short run does)
         assert result["epochs"] == 60
     # the budget caps the run, converged or not
-    capped = train(make_cfg(*EXTENDED, "callbacks.convergence.max_epochs=30", "callbacks.convergence.window=10",
-                            "logger=csv", "trainer.log_every_n_steps=5", name="capped"))
+    capped = train(
+        make_cfg(
+            *EXTENDED,
+            "callbacks.convergence.max_epochs=30",
+            "callbacks.convergence.window=10",
+            "logger=csv",
+            "trainer.log_every_n_steps=5",
+            name="capped",
+        )
+    )
     assert capped["epochs"] == 30 and capped["converged"] is False
     assert "only" in capped["convergence"]["reason"]
     # the extension restarted the learning-rate schedule: OneCycle annealed to ~0, then rises again
@@ -152,23 +180,38 @@ def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_
     uninterrupted = train(make_cfg(*overrides, name="full"))
     assert uninterrupted["epochs"] == 40  # never converges with window 8: two extensions
     with pytest.raises(RunInterrupted):
-        train(make_cfg(*overrides, "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
-                       "+callbacks.interrupt.epoch=24", name="stopped"))
+        train(
+            make_cfg(
+                *overrides,
+                "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
+                "+callbacks.interrupt.epoch=24",
+                name="stopped",
+            )
+        )
     ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["epoch"] == 24
     resumed = train(make_cfg(*overrides, f"ckpt_path={ckpt}", name="resumed"))
     volatile = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
-    assert {k: v for k, v in resumed.items() if k not in volatile} == \
-        {k: v for k, v in uninterrupted.items() if k not in volatile}
+    assert {k: v for k, v in resumed.items() if k not in volatile} == {
+        k: v for k, v in uninterrupted.items() if k not in volatile
+    }
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["callbacks.convergence.extend=true", "callbacks.convergence.max_epochs=25"],
-     "callbacks.convergence.max_epochs=25 is below the minimum 26"),
-    (["callbacks.convergence.extend=maybe"], "callbacks.convergence.extend='maybe' must be one of auto, true, false"),
-    (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
-    (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["callbacks.convergence.extend=true", "callbacks.convergence.max_epochs=25"],
+            "callbacks.convergence.max_epochs=25 is below the minimum 26",
+        ),
+        (
+            ["callbacks.convergence.extend=maybe"],
+            "callbacks.convergence.extend='maybe' must be one of auto, true, false",
+        ),
+        (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
+        (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),
+    ],
+)
 def test_bad_convergence_settings_are_one_line_errors(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         train(make_cfg(*EXTENDED[:-2], *overrides))
@@ -188,8 +231,9 @@ def test_summarize_does_not_count_runs_without_a_verdict_as_unconverged(tmp_path
     for name, verdict in [("0_a", True), ("1_b", None), ("2_c", False)]:
         (tmp_path / name).mkdir()
         fields = {} if verdict is None else {"converged": verdict}
-        (tmp_path / name / "metrics.json").write_text(json.dumps(
-            {"status": "completed", "overrides": [f"seed={name[0]}"], "active_dims": 2, **fields}))
+        (tmp_path / name / "metrics.json").write_text(
+            json.dumps({"status": "completed", "overrides": [f"seed={name[0]}"], "active_dims": 2, **fields})
+        )
     cell = summarize(load_runs(tmp_path), group_by=[]).markdown()
     assert "| 1/2 (**unconverged**) (1 without a verdict) |" in cell
 

@@ -1,5 +1,6 @@
 """The CVAE (design choices, image/sequence networks, bad input), the per-group active-dims metrics (oracle
 cases) and a short CVAE run that reaches AD = r - t."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,13 +15,24 @@ from vaelab.evaluation import diagnose
 from vaelab.models.cvae import ConditionalVAE
 from vaelab.train import train
 
-VECTOR = DataSpec("conditional_manifold", (10,), condition_dim=3, ground_truth={"manifold_dim": 4,
-                                                                               "expected_active_dims": 1})
+VECTOR = DataSpec(
+    "conditional_manifold", (10,), condition_dim=3, ground_truth={"manifold_dim": 4, "expected_active_dims": 1}
+)
 IMAGES = DataSpec("mnist", (1, 28, 28), condition_dim=10, n_classes=10)
 # r = 4, t = 2 in R^10: AD = 2 in ~150 epochs of 12 steps
-EASY_CVAE = ["data=conditional_manifold", "model=cvae", "data.manifold_dim=4", "data.condition_rank=2",
-             "data.ambient_dim=10", "data.n_samples=4000", "data.batch_size=256", "optimizer.lr=0.01",
-             "trainer.max_epochs=150", "torch_threads=1", "callbacks.progress_bar=null"]
+EASY_CVAE = [
+    "data=conditional_manifold",
+    "model=cvae",
+    "data.manifold_dim=4",
+    "data.condition_rank=2",
+    "data.ambient_dim=10",
+    "data.n_samples=4000",
+    "data.batch_size=256",
+    "optimizer.lr=0.01",
+    "trainer.max_epochs=150",
+    "torch_threads=1",
+    "callbacks.progress_bar=null",
+]
 
 
 def batch(spec: DataSpec, n: int = 6) -> dict[str, torch.Tensor]:
@@ -30,6 +42,7 @@ def batch(spec: DataSpec, n: int = 6) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------------------------
+
 
 def test_standard_prior_cvae_uses_the_condition_everywhere():
     torch.manual_seed(0)
@@ -103,8 +116,9 @@ def test_unconditional_variant_ignores_c_and_runs_without_it():
 
 def test_conv_cvae_on_images_has_a_sigmoid_mean_of_image_shape():
     torch.manual_seed(0)
-    model = ConditionalVAE(IMAGES, latent_dim=8, architecture="conv", encoder_hidden=[], channels=4,
-                           output_sigmoid=True)
+    model = ConditionalVAE(
+        IMAGES, latent_dim=8, architecture="conv", encoder_hidden=[], channels=4, output_sigmoid=True
+    )
     b = {"x": torch.rand(3, 1, 28, 28), "c": torch.eye(10)[:3]}
     x_hat = model.decode(model.encode(b).mean, b)
     assert x_hat.shape == (3, 1, 28, 28) and ((x_hat > 0) & (x_hat < 1)).all()
@@ -125,31 +139,49 @@ def test_lstm_cvae_reads_the_frames_and_shares_the_prior_with_the_encoder():
     assert torch.isfinite(model.loss(b)["loss"])
 
 
-@pytest.mark.parametrize(("spec", "kwargs", "message"), [
-    (DataSpec("synthetic_manifold", (20,)), {}, "model=cvae needs a condition c but data=synthetic_manifold has none"),
-    (DataSpec("synthetic_manifold", (20,)), {"architecture": "conv", "use_condition": False},
-     r"model.architecture=conv is an image model .* shape \(20,\)"),
-    (VECTOR, {"architecture": "conv"}, "model.architecture=conv is an image model"),
-    (IMAGES, {"architecture": "lstm"}, "model.architecture=lstm reads sequences"),
-    (VECTOR, {"use_condition": False, "gated_decoder": True}, "model.gated_decoder.*use_condition=false"),
-    (VECTOR, {"share_encoder_prior": True}, "share_encoder_prior=true .* model.prior=learned"),
-    (VECTOR, {"prior": "learned", "prior_in_decoder": True}, "prior_in_decoder=true .* model.prior=standard"),
-    (VECTOR, {"prior": "vamp"}, "model.prior='vamp'"),
-    (VECTOR, {"latent_dim": 0}, "model.latent_dim=0"),
-    (DataSpec("conditional_manifold", (10,), condition_dim=3, ground_truth={"expected_active_dims": 6}),
-     {"latent_dim": 5}, "model.latent_dim=5 is below the 6 active dims"),
-])
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "message"),
+    [
+        (
+            DataSpec("synthetic_manifold", (20,)),
+            {},
+            "model=cvae needs a condition c but data=synthetic_manifold has none",
+        ),
+        (
+            DataSpec("synthetic_manifold", (20,)),
+            {"architecture": "conv", "use_condition": False},
+            r"model.architecture=conv is an image model .* shape \(20,\)",
+        ),
+        (VECTOR, {"architecture": "conv"}, "model.architecture=conv is an image model"),
+        (IMAGES, {"architecture": "lstm"}, "model.architecture=lstm reads sequences"),
+        (VECTOR, {"use_condition": False, "gated_decoder": True}, "model.gated_decoder.*use_condition=false"),
+        (VECTOR, {"share_encoder_prior": True}, "share_encoder_prior=true .* model.prior=learned"),
+        (VECTOR, {"prior": "learned", "prior_in_decoder": True}, "prior_in_decoder=true .* model.prior=standard"),
+        (VECTOR, {"prior": "vamp"}, "model.prior='vamp'"),
+        (VECTOR, {"latent_dim": 0}, "model.latent_dim=0"),
+        (
+            DataSpec("conditional_manifold", (10,), condition_dim=3, ground_truth={"expected_active_dims": 6}),
+            {"latent_dim": 5},
+            "model.latent_dim=5 is below the 6 active dims",
+        ),
+    ],
+)
 def test_bad_model_data_combinations_name_the_key(spec, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ConditionalVAE(spec, **kwargs)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["data=synthetic_manifold", "model=cvae"], "model=cvae needs a condition c"),
-    (["data=conditional_manifold", "model=cvae", "data.manifold_dim=3", "data.condition_rank=5"],
-     "data.condition_rank=5 must be in 1..data.manifold_dim=3"),
-    (["data=conditional_manifold", "model=cvae_conv"], "model.architecture=conv is an image model"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=synthetic_manifold", "model=cvae"], "model=cvae needs a condition c"),
+        (
+            ["data=conditional_manifold", "model=cvae", "data.manifold_dim=3", "data.condition_rank=5"],
+            "data.condition_rank=5 must be in 1..data.manifold_dim=3",
+        ),
+        (["data=conditional_manifold", "model=cvae_conv"], "model.architecture=conv is an image model"),
+    ],
+)
 def test_bad_config_fails_before_training_and_is_recorded(make_cfg, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(*overrides, "callbacks.progress_bar=null"))
@@ -160,6 +192,7 @@ def test_bad_config_fails_before_training_and_is_recorded(make_cfg, tmp_path, ov
 # --------------------------------------------------------------------------------------------------------------
 # Per-group active dims (oracle cases)
 # --------------------------------------------------------------------------------------------------------------
+
 
 def test_group_active_dims_are_computed_within_each_group_not_pooled():
     # group 0 uses dims {0}, group 1 uses dims {0, 1, 2}: pooled means would give 1.0/0.5/0.5 -> AD 0 at 0.1
@@ -213,6 +246,7 @@ def test_diagnose_reports_per_group_and_gate_results():
 # Training through the config
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_cvae_learns_r_minus_t_active_dims(make_cfg):
     result = train(make_cfg(*EASY_CVAE))
     assert result["status"] == "completed"
@@ -224,9 +258,17 @@ def test_cvae_learns_r_minus_t_active_dims(make_cfg):
 def test_union_run_writes_per_class_table_and_active_dims_image(make_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(make_cfg("experiment=manifold_t5_union", "data.n_per_class=200", "data.batch_size=128",
-                            "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2",
-                            "callbacks.diagnostics.every_n_epochs=2", "callbacks.progress_bar=null"))
+    result = train(
+        make_cfg(
+            "experiment=manifold_t5_union",
+            "data.n_per_class=200",
+            "data.batch_size=128",
+            "trainer.max_epochs=4",
+            "trainer.check_val_every_n_epoch=2",
+            "callbacks.diagnostics.every_n_epochs=2",
+            "callbacks.progress_bar=null",
+        )
+    )
     assert result["true_expected_active_dims_per_group"] == [1, 2, 3, 4, 5]
     assert len(result["group_active_dims"]) == 5 and "group_4_recon_mse" in result
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0})

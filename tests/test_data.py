@@ -1,4 +1,5 @@
 """Tests of the synthetic manifold data and the in-memory loaders (known shapes, orders and invariants)."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,6 +25,7 @@ def logit64(x: torch.Tensor) -> torch.Tensor:
 # make_manifold_data
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_make_manifold_data_shapes_and_dtype():
     x, u = make_manifold_data(n=300, manifold_dim=3, ambient_dim=11, seed=0)
     assert x.shape == (300, 11)
@@ -31,9 +33,14 @@ def test_make_manifold_data_shapes_and_dtype():
     assert x.dtype == torch.float32 and u.dtype == torch.float32
 
 
-@pytest.mark.parametrize("n, r, d, seed, noise", [(20000, 2, 20, 1234, 0.0),     # conf/data default
-                                                  (125000, 2, 20, 1234, 1.0),    # experiment=manifold_paper
-                                                  (2000, 3, 10, 2, 0.0)])
+@pytest.mark.parametrize(
+    "n, r, d, seed, noise",
+    [
+        (20000, 2, 20, 1234, 0.0),  # conf/data default
+        (125000, 2, 20, 1234, 1.0),  # experiment=manifold_paper
+        (2000, 3, 10, 2, 0.0),
+    ],
+)
 def test_make_manifold_data_strictly_inside_unit_interval(n, r, d, seed, noise):
     x, _ = make_manifold_data(n, r, d, seed, latent_noise_std=noise)
     assert torch.isfinite(x).all()
@@ -73,7 +80,7 @@ def test_make_manifold_data_lies_on_an_r_dim_manifold(r, d, seed):
     residual = (design @ coef - lx).norm() / (lx - lx.mean(0)).norm()
     assert residual < 1e-4
     # W entries follow nn.Linear's init bound 1/sqrt(r)
-    assert coef[:r].abs().max() <= 1 / r ** 0.5 + 1e-4
+    assert coef[:r].abs().max() <= 1 / r**0.5 + 1e-4
 
 
 @pytest.mark.parametrize("noise", [0.0, 1.0])
@@ -106,8 +113,7 @@ def _fitted_map(x: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, float]:
 @pytest.mark.parametrize("other", [dict(latent_noise_std=1.0), dict(n=3000)])
 def test_the_map_depends_on_the_seed_only_not_on_noise_or_size(other):
     x0, u0 = make_manifold_data(1000, 2, 6, seed=5)
-    x1, u1 = make_manifold_data(other.get("n", 1000), 2, 6, seed=5,
-                                latent_noise_std=other.get("latent_noise_std", 0.0))
+    x1, u1 = make_manifold_data(other.get("n", 1000), 2, 6, seed=5, latent_noise_std=other.get("latent_noise_std", 0.0))
     map0, res0 = _fitted_map(x0, u0)
     map1, res1 = _fitted_map(x1, u1)
     assert res0 < 1e-4 and res1 < 1e-4  # exactly on the manifold of the returned u
@@ -118,6 +124,7 @@ def test_the_map_depends_on_the_seed_only_not_on_noise_or_size(other):
 # --------------------------------------------------------------------------------------------------------------
 # sample_gmm_latents
 # --------------------------------------------------------------------------------------------------------------
+
 
 def gmm_parameters(seed: int, dim: int):
     """The component means/stds that sample_gmm_latents draws first from a generator seeded with `seed`."""
@@ -159,11 +166,11 @@ def test_sample_gmm_latents_mixture_moments():
     means, stds = means.double(), stds.double()
     p = (torch.tensor(GMM_WEIGHTS, dtype=torch.float64) / sum(GMM_WEIGHTS))[:, None]
     mix_mean = (p * means).sum(0)
-    mix_var = (p * (stds ** 2 + means ** 2)).sum(0) - mix_mean ** 2
+    mix_var = (p * (stds**2 + means**2)).sum(0) - mix_mean**2
     se_mean = (mix_var / n).sqrt()
     assert ((u.mean(0) - mix_mean).abs() < 5 * se_mean).all()
     centred = u - u.mean(0)
-    se_var = ((centred ** 4).mean(0) - centred.var(0) ** 2).clamp_min(0).div(n).sqrt()
+    se_var = ((centred**4).mean(0) - centred.var(0) ** 2).clamp_min(0).div(n).sqrt()
     assert ((u.var(0) - mix_var).abs() < 5 * se_var).all()
 
 
@@ -179,9 +186,18 @@ def test_sample_gmm_latents_noise_is_added_after_the_gmm_draw():
 # SyntheticManifoldData
 # --------------------------------------------------------------------------------------------------------------
 
+
 def small_dm(**kwargs) -> SyntheticManifoldData:
-    defaults = dict(manifold_dim=3, ambient_dim=10, n_samples=1000, data_seed=5, split=(0.8, 0.1, 0.1),
-                    batch_size=64, eval_batch_size=128, batches_per_fetch=4)
+    defaults = dict(
+        manifold_dim=3,
+        ambient_dim=10,
+        n_samples=1000,
+        data_seed=5,
+        split=(0.8, 0.1, 0.1),
+        batch_size=64,
+        eval_batch_size=128,
+        batches_per_fetch=4,
+    )
     return SyntheticManifoldData(**{**defaults, **kwargs})
 
 
@@ -216,19 +232,22 @@ def test_synthetic_spec_and_independence_of_shuffle_seed():
     assert not torch.equal(dm.split("train")["x"], small_dm(data_seed=6).split("train")["x"])
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    (dict(manifold_dim=11, ambient_dim=10), r"data\.manifold_dim"),
-    (dict(manifold_dim=0), r"data\.manifold_dim"),
-    (dict(manifold_dim=-2), r"data\.manifold_dim"),
-    (dict(split=(0.8, 0.1, 0.2)), r"data\.split"),
-    (dict(split=(0.5, 0.3)), r"data\.split"),
-    (dict(split=(1.0, 0.0, 0.0)), r"data\.split"),
-    (dict(split=(1.2, -0.1, -0.1)), r"data\.split"),
-    (dict(n_samples=5), r"data\.n_samples"),
-    (dict(batch_size=0), r"data\.batch_size"),
-    (dict(eval_batch_size=0), r"data\.eval_batch_size"),
-    (dict(batches_per_fetch=0), r"data\.batches_per_fetch"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(manifold_dim=11, ambient_dim=10), r"data\.manifold_dim"),
+        (dict(manifold_dim=0), r"data\.manifold_dim"),
+        (dict(manifold_dim=-2), r"data\.manifold_dim"),
+        (dict(split=(0.8, 0.1, 0.2)), r"data\.split"),
+        (dict(split=(0.5, 0.3)), r"data\.split"),
+        (dict(split=(1.0, 0.0, 0.0)), r"data\.split"),
+        (dict(split=(1.2, -0.1, -0.1)), r"data\.split"),
+        (dict(n_samples=5), r"data\.n_samples"),
+        (dict(batch_size=0), r"data\.batch_size"),
+        (dict(eval_batch_size=0), r"data\.eval_batch_size"),
+        (dict(batches_per_fetch=0), r"data\.batches_per_fetch"),
+    ],
+)
 def test_synthetic_config_errors_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         small_dm(**kwargs)
@@ -237,6 +256,7 @@ def test_synthetic_config_errors_name_the_key(kwargs, key):
 # --------------------------------------------------------------------------------------------------------------
 # EpochPermutation / TensorBatchLoader
 # --------------------------------------------------------------------------------------------------------------
+
 
 def indexed_split(n: int) -> dict[str, torch.Tensor]:
     """Row i of every tensor encodes i, so a batch's rows can be traced back."""
@@ -347,8 +367,9 @@ def test_lightning_sets_the_epoch_through_the_loader_sampler():
 def test_stacked_fetches_concatenate_to_the_plain_minibatch_sequence(k, drop_last, shuffle):
     n, bs, seed, epoch = 103, 10, 11, 2  # 10 full minibatches and a tail of 3
     plain = TensorBatchLoader(indexed_split(n), bs, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    stacked = TensorBatchLoader(indexed_split(n), bs, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                                batches_per_fetch=k)
+    stacked = TensorBatchLoader(
+        indexed_split(n), bs, shuffle=shuffle, seed=seed, drop_last=drop_last, batches_per_fetch=k
+    )
     plain.sampler.set_epoch(epoch)
     stacked.sampler.set_epoch(epoch)
 
@@ -358,7 +379,7 @@ def test_stacked_fetches_concatenate_to_the_plain_minibatch_sequence(k, drop_las
         assert 1 <= kk <= k
         assert b == bs or (kk == 1 and b == n % bs and not drop_last)
         assert f["x"].shape == (kk, b, 2) and f["img"].shape == (kk, b, 1, 2, 3)
-    assert [len(f["i"]) for f in fetches][:10 // k] == [k] * (10 // k)  # full fetches first
+    assert [len(f["i"]) for f in fetches][: 10 // k] == [k] * (10 // k)  # full fetches first
     assert len(stacked) == len(fetches)
     assert len(fetches) == -(-10 // k) + (0 if drop_last else 1)
 
@@ -401,6 +422,7 @@ def test_epoch_permutation_plain_order_and_length():
 # --------------------------------------------------------------------------------------------------------------
 # InMemoryDataModule loaders
 # --------------------------------------------------------------------------------------------------------------
+
 
 def test_train_dataloader_excludes_ground_truth_but_split_keeps_it():
     dm = small_dm(n_samples=1000, batch_size=64, batches_per_fetch=4)  # 800 train rows: 12 full minibatches

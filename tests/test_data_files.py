@@ -1,6 +1,7 @@
 """Data files: IDX and text readers on tiny files written here, checksums, the missing-file message, the download
 fallback (through file:// URLs and fake fetchers), the MNIST datamodule on a tiny stand-in, and the real shared
 data when it is present."""
+
 from __future__ import annotations
 
 import gzip
@@ -22,11 +23,18 @@ from vaelab.errors import ConfigError, DataError
 from vaelab.train import train
 
 SHARED = SHARED_DATA
-needs_shared = pytest.mark.skipif(not (SHARED / "SOURCES.md").is_file(),
-                                  reason=f"the shared data folder ({SHARED}) with SOURCES.md is not present")
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "SOURCES.md").is_file(), reason=f"the shared data folder ({SHARED}) with SOURCES.md is not present"
+)
 
-IDX_CODES = {np.dtype("uint8"): 0x08, np.dtype("int8"): 0x09, np.dtype("int16"): 0x0B, np.dtype("int32"): 0x0C,
-             np.dtype("float32"): 0x0D, np.dtype("float64"): 0x0E}
+IDX_CODES = {
+    np.dtype("uint8"): 0x08,
+    np.dtype("int8"): 0x09,
+    np.dtype("int16"): 0x0B,
+    np.dtype("int32"): 0x0C,
+    np.dtype("float32"): 0x0D,
+    np.dtype("float64"): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -51,11 +59,17 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 # read_idx
 # --------------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("gz", [False, True])
-@pytest.mark.parametrize("array", [np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
-                                   np.array([7, 0, 255], dtype=np.uint8),
-                                   np.array([[-5, 70000], [1, 2]], dtype=np.int32),
-                                   np.linspace(-1, 1, 6).reshape(3, 2)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4),
+        np.array([7, 0, 255], dtype=np.uint8),
+        np.array([[-5, 70000], [1, 2]], dtype=np.int32),
+        np.linspace(-1, 1, 6).reshape(3, 2),
+    ],
+)
 def test_read_idx_round_trip(tmp_path, array, gz):
     path = write(tmp_path / ("a.idx.gz" if gz else "a.idx"), idx_bytes(array), gz)
     out = read_idx(path)
@@ -69,11 +83,17 @@ def test_read_idx_detects_gzip_by_content_not_name(tmp_path):
     np.testing.assert_array_equal(read_idx(write(tmp_path / "zipped.idx", idx_bytes(array), gz=True)), array)
 
 
-@pytest.mark.parametrize("data", [b"\x01\x00\x08\x01" + b"\x00\x00\x00\x01" + b"\x05",   # first bytes not 00 00
-                                  b"\x00\x00\x07\x01" + b"\x00\x00\x00\x01" + b"\x05",   # unknown type code
-                                  b"\x00\x00\x08\x00",                                     # zero dimensions
-                                  b"\x00\x00", b"",                                        # shorter than a magic
-                                  b"hello world, not idx at all"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x01\x00\x08\x01" + b"\x00\x00\x00\x01" + b"\x05",  # first bytes not 00 00
+        b"\x00\x00\x07\x01" + b"\x00\x00\x00\x01" + b"\x05",  # unknown type code
+        b"\x00\x00\x08\x00",  # zero dimensions
+        b"\x00\x00",
+        b"",  # shorter than a magic
+        b"hello world, not idx at all",
+    ],
+)
 def test_read_idx_wrong_magic_names_the_file(tmp_path, data):
     path = write(tmp_path / "bad-idx3-ubyte.gz", data, gz=True)
     with pytest.raises(DataError, match="not an IDX file") as err:
@@ -121,6 +141,7 @@ def test_read_idx_header_cut_inside_the_dimensions(tmp_path):
 # read_text_lines
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_read_text_lines_keeps_lines_as_they_are(tmp_path):
     path = write(tmp_path / "t.txt", b" the cat <unk>\n a dog\r\n\nlast without newline")
     assert read_text_lines(path) == [" the cat <unk>", " a dog", "", "last without newline"]
@@ -149,6 +170,7 @@ def test_read_text_lines_bad_encoding_and_missing_file(tmp_path):
 # ensure_files: checksums, the missing-file message, downloads
 # --------------------------------------------------------------------------------------------------------------
 
+
 def spec_for(name: str, data: bytes, urls: tuple[str, ...] = (), size: bool = True) -> DataFile:
     return DataFile(name, hashlib.md5(data).hexdigest(), len(data) if size else None, urls)
 
@@ -174,17 +196,22 @@ def test_ensure_files_md5_or_size_mismatch_names_the_file_and_is_not_overwritten
         assert str(path.resolve()) in one_line(err) and "data.download=true" in str(err.value)
         assert path.read_bytes() == bad
     write(path, good[:5])
-    with pytest.raises(DataError, match=r"5 bytes, expected 14 \(truncated") if size else \
-            pytest.raises(DataError, match="md5"):
+    with (
+        pytest.raises(DataError, match=r"5 bytes, expected 14 \(truncated")
+        if size
+        else pytest.raises(DataError, match="md5")
+    ):
         ensure_files(tmp_path, "ds", [spec])
 
 
 def test_missing_files_message_lists_paths_sources_and_config_keys(tmp_path):
     present = b"here"
     write(tmp_path / "ds" / "present.gz", present)
-    files = [spec_for("present.gz", present, ("https://example.org/d/present.gz",)),
-             spec_for("gone-1.gz", b"1", ("https://example.org/d/gone-1.gz", "http://mirror.example/x/gone-1.gz")),
-             spec_for("gone-2.gz", b"2", ("https://example.org/d/gone-2.gz",))]
+    files = [
+        spec_for("present.gz", present, ("https://example.org/d/present.gz",)),
+        spec_for("gone-1.gz", b"1", ("https://example.org/d/gone-1.gz", "http://mirror.example/x/gone-1.gz")),
+        spec_for("gone-2.gz", b"2", ("https://example.org/d/gone-2.gz",)),
+    ]
     with pytest.raises(DataError) as err:
         ensure_files(tmp_path, "ds", files)
     message = one_line(err)
@@ -220,8 +247,8 @@ class CutStream(io.RawIOBase):
     def readinto(self, buffer) -> int:
         if self.pos >= self.n:
             raise ConnectionResetError("connection reset by peer")
-        chunk = self.data[self.pos:min(self.n, self.pos + 7, self.pos + len(buffer))]
-        buffer[:len(chunk)] = chunk
+        chunk = self.data[self.pos : min(self.n, self.pos + 7, self.pos + len(buffer))]
+        buffer[: len(chunk)] = chunk
         self.pos += len(chunk)
         return len(chunk)
 
@@ -253,8 +280,9 @@ def test_interrupt_during_download_leaves_no_file(tmp_path):
 
     data = b"x" * 1000
     with pytest.raises(KeyboardInterrupt):
-        download_file(spec_for("f", data, ("https://a.example/f",)), tmp_path / "f",
-                      fetch=lambda url: Interrupted(data, 500))
+        download_file(
+            spec_for("f", data, ("https://a.example/f",)), tmp_path / "f", fetch=lambda url: Interrupted(data, 500)
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -267,10 +295,12 @@ TINY_TRAIN, TINY_TEST = 60, 20
 
 def tiny_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {FILE_NAMES[0]: rng.integers(0, 256, (TINY_TRAIN, 28, 28), dtype=np.uint8),
-            FILE_NAMES[1]: (np.arange(TINY_TRAIN) % 10).astype(np.uint8),
-            FILE_NAMES[2]: rng.integers(0, 256, (TINY_TEST, 28, 28), dtype=np.uint8),
-            FILE_NAMES[3]: (np.arange(TINY_TEST) % 10).astype(np.uint8)}
+    return {
+        FILE_NAMES[0]: rng.integers(0, 256, (TINY_TRAIN, 28, 28), dtype=np.uint8),
+        FILE_NAMES[1]: (np.arange(TINY_TRAIN) % 10).astype(np.uint8),
+        FILE_NAMES[2]: rng.integers(0, 256, (TINY_TEST, 28, 28), dtype=np.uint8),
+        FILE_NAMES[3]: (np.arange(TINY_TEST) % 10).astype(np.uint8),
+    }
 
 
 @pytest.fixture
@@ -292,8 +322,9 @@ def tiny_mnist(tmp_path, monkeypatch):
 
 
 def tiny_dm(data_dir, **kwargs) -> MNISTData:
-    return MNISTData(**{"dataset": "tiny", "data_dir": data_dir, "n_val": 10, "batch_size": 8,
-                        "batches_per_fetch": 2, **kwargs})
+    return MNISTData(
+        **{"dataset": "tiny", "data_dir": data_dir, "n_val": 10, "batch_size": 8, "batches_per_fetch": 2, **kwargs}
+    )
 
 
 def test_mnist_splits_shapes_and_labels(tiny_mnist):
@@ -303,9 +334,11 @@ def test_mnist_splits_shapes_and_labels(tiny_mnist):
     assert dm.spec.x_shape == (1, 28, 28) and dm.spec.n_classes == 10 and dm.spec.ground_truth == {}
     splits = {name: dm.split(name) for name in ("train", "val", "test")}
     train_images, test_images = arrays[FILE_NAMES[0]], arrays[FILE_NAMES[2]]
-    expected = {"train": (train_images[:50], arrays[FILE_NAMES[1]][:50]),
-                "val": (train_images[50:], arrays[FILE_NAMES[1]][50:]),
-                "test": (test_images, arrays[FILE_NAMES[3]])}
+    expected = {
+        "train": (train_images[:50], arrays[FILE_NAMES[1]][:50]),
+        "val": (train_images[50:], arrays[FILE_NAMES[1]][50:]),
+        "test": (test_images, arrays[FILE_NAMES[3]]),
+    }
     for name, split in splits.items():
         assert set(split) == {"x", "y"}
         assert split["x"].dtype == torch.float32 and split["y"].dtype == torch.int64
@@ -353,7 +386,7 @@ def test_mnist_training_split_stays_uint8_and_batches_equal_the_float_split(tiny
     loader = dm.train_dataloader()
     dm.trainer = SimpleNamespace(training=False)  # the conversion alone (no dynamic draw)
     fetch = dm.on_after_batch_transfer(next(iter(loader)), 0)
-    rows = loader.sampler.indices()[:fetch["x"].shape[0] * fetch["x"].shape[1]]
+    rows = loader.sampler.indices()[: fetch["x"].shape[0] * fetch["x"].shape[1]]
     assert fetch["x"].dtype == torch.float32
     assert torch.equal(fetch["x"].flatten(0, 1), dm.split("train")["x"][rows])
     grey = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)  # the uint8 threshold is the float one
@@ -395,28 +428,40 @@ def test_mnist_content_checks_after_a_matching_md5(tiny_mnist, monkeypatch, tmp_
     """Declared md5s can be wrong too (a new mirror, a hand-made stand-in): contents are still checked."""
     data_dir, arrays, _ = tiny_mnist
     folder = data_dir / "tiny-mnist"
-    cases = {"labels out of range": {FILE_NAMES[1]: np.full(TINY_TRAIN, 10, np.uint8)},
-             "wrong image count": {FILE_NAMES[0]: arrays[FILE_NAMES[0]][:-1]},
-             "wrong image size": {FILE_NAMES[2]: np.zeros((TINY_TEST, 28, 27), np.uint8)},
-             "labels of the wrong type": {FILE_NAMES[3]: arrays[FILE_NAMES[3]].astype(np.int32)}}
+    cases = {
+        "labels out of range": {FILE_NAMES[1]: np.full(TINY_TRAIN, 10, np.uint8)},
+        "wrong image count": {FILE_NAMES[0]: arrays[FILE_NAMES[0]][:-1]},
+        "wrong image size": {FILE_NAMES[2]: np.zeros((TINY_TEST, 28, 27), np.uint8)},
+        "labels of the wrong type": {FILE_NAMES[3]: arrays[FILE_NAMES[3]].astype(np.int32)},
+    }
     for case, changed in cases.items():
         blobs = {name: gzip.compress(idx_bytes(changed.get(name, a)), mtime=0) for name, a in arrays.items()}
         for name, blob in blobs.items():
             write(folder / name, blob)
-        monkeypatch.setitem(DATASETS, "tiny", ImageDataset(
-            "tiny-mnist", tuple(spec_for(n, b) for n, b in blobs.items()), TINY_TRAIN, TINY_TEST))
+        monkeypatch.setitem(
+            DATASETS,
+            "tiny",
+            ImageDataset("tiny-mnist", tuple(spec_for(n, b) for n, b in blobs.items()), TINY_TRAIN, TINY_TEST),
+        )
         with pytest.raises(DataError) as err:
             tiny_dm(data_dir).build()
         bad = next(iter(changed))
         assert str(folder.resolve() / bad) in one_line(err), case
 
 
-@pytest.mark.parametrize("kwargs, key", [(dict(dataset="cifar"), "data.dataset"),
-                                         (dict(binarize="yes"), "data.binarize"),
-                                         (dict(data_dir=None), "data.data_dir"),
-                                         (dict(n_val=0), "data.n_val"), (dict(n_val=60), "data.n_val"),
-                                         (dict(n_train=51), "data.n_train"), (dict(n_train=0), "data.n_train"),
-                                         (dict(n_samples=100), "data.n_samples")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(dataset="cifar"), "data.dataset"),
+        (dict(binarize="yes"), "data.binarize"),
+        (dict(data_dir=None), "data.data_dir"),
+        (dict(n_val=0), "data.n_val"),
+        (dict(n_val=60), "data.n_val"),
+        (dict(n_train=51), "data.n_train"),
+        (dict(n_train=0), "data.n_train"),
+        (dict(n_samples=100), "data.n_samples"),
+    ],
+)
 def test_mnist_config_errors_name_the_key(tiny_mnist, kwargs, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
         tiny_dm(**{"data_dir": tiny_mnist[0], **kwargs})
@@ -434,6 +479,7 @@ def test_train_with_missing_data_fails_before_training_and_is_recorded(make_cfg,
 # --------------------------------------------------------------------------------------------------------------
 # The real files in shared/data
 # --------------------------------------------------------------------------------------------------------------
+
 
 def sources_table() -> dict[str, tuple[int, str]]:
     """{'mnist/train-images-idx3-ubyte.gz': (bytes, md5), ...} from the tables of SOURCES.md."""
@@ -462,9 +508,17 @@ def test_declared_checksums_match_sources_md_and_the_shared_files():
 
 
 @needs_shared
-@pytest.mark.parametrize("rel, n_lines", [("ptb/ptb.train.txt", 42_068), ("ptb/ptb.valid.txt", 3_370),
-                                          ("ptb/ptb.test.txt", 3_761), ("yahoo/yahoo.valid.txt", 10_000),
-                                          ("yahoo/yahoo.test.txt", 10_000), ("yahoo/vocab.txt", None)])
+@pytest.mark.parametrize(
+    "rel, n_lines",
+    [
+        ("ptb/ptb.train.txt", 42_068),
+        ("ptb/ptb.valid.txt", 3_370),
+        ("ptb/ptb.test.txt", 3_761),
+        ("yahoo/yahoo.valid.txt", 10_000),
+        ("yahoo/yahoo.test.txt", 10_000),
+        ("yahoo/vocab.txt", None),
+    ],
+)
 def test_shared_text_files_read_as_documented(rel, n_lines):
     lines = read_text_lines(SHARED / rel)
     if n_lines is not None:
@@ -488,16 +542,24 @@ def test_real_mnist_loads(dataset, per_class):
         assert train_counts.tolist() == [per_class[0]] * 10
         assert torch.bincount(splits["test"]["y"]).tolist() == [per_class[1]] * 10
     else:  # the well-known MNIST test label counts
-        assert torch.bincount(splits["test"]["y"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
-                                                                 1009]
+        assert torch.bincount(splits["test"]["y"]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @needs_shared
 def test_short_training_run_on_real_mnist(make_cfg):
-    cfg = make_cfg("experiment=vae_mnist", f"paths.data_dir={SHARED}", "data.n_train=1024", "data.n_val=512",
-                   "data.binarize=dynamic", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
-                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.progress_bar=null", "torch_threads=1",
-                   "callbacks.convergence.extend=false")
+    cfg = make_cfg(
+        "experiment=vae_mnist",
+        f"paths.data_dir={SHARED}",
+        "data.n_train=1024",
+        "data.n_val=512",
+        "data.binarize=dynamic",
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=1",
+        "callbacks.diagnostics.every_n_epochs=1",
+        "callbacks.progress_bar=null",
+        "torch_threads=1",
+        "callbacks.convergence.extend=false",
+    )
     result = train(cfg)
     assert result["status"] == "completed" and result["data"] == "mnist" and result["steps"] == 16
     assert "true_manifold_dim" not in result

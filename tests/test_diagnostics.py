@@ -1,5 +1,6 @@
 """The evaluator interface (vaelab.diagnostics): evaluators chosen and set in config, the Diagnostics callback
 logging whatever they return, and each evaluator's own conditions (which splits and data it applies to)."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -29,22 +30,37 @@ def diagnostics(*overrides: str) -> Diagnostics:
 
 def linear_context(split_name: str = "test", **extra: torch.Tensor) -> EvalContext:
     a, s, x = linear_subspace_data(n=200)
-    return evaluation_context(LinearSubspaceModel(a), split_name, {"x": x, **extra}, 64,
-                              load_split=lambda name: {"x": x, **extra})
+    return evaluation_context(
+        LinearSubspaceModel(a), split_name, {"x": x, **extra}, 64, load_split=lambda name: {"x": x, **extra}
+    )
 
 
 def test_evaluators_are_chosen_and_set_from_the_command_line():
     default = diagnostics()
     assert "probe" not in default.evaluators and default.evaluators["iw_nll"].samples == 0
-    d = diagnostics(f"{E}.iw_nll.samples=500", f"{E}.active_dims.threshold=0.2", f"~{E}.mcc", f"{E}.kl=null",
-                    f"{E}.probe={{_target_:vaelab.diagnostics.probe.LabelProbe}}")
+    d = diagnostics(
+        f"{E}.iw_nll.samples=500",
+        f"{E}.active_dims.threshold=0.2",
+        f"~{E}.mcc",
+        f"{E}.kl=null",
+        f"{E}.probe={{_target_:vaelab.diagnostics.probe.LabelProbe}}",
+    )
     assert d.evaluators["iw_nll"].samples == 500
     assert d.evaluators["groups"].threshold == 0.2  # tied to active_dims' threshold in the YAML
     assert "mcc" not in d.evaluators and "kl" not in d.evaluators and isinstance(d.evaluators["probe"], LabelProbe)
 
 
-@pytest.mark.parametrize("override", ["active_dims.threshold=0", "active_units.threshold=-1", "mcc.method=kendall",
-                                      "gates.threshold=0", "iw_nll.max_rows=-1", "image_panels.dims=-1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "active_dims.threshold=0",
+        "active_units.threshold=-1",
+        "mcc.method=kendall",
+        "gates.threshold=0",
+        "iw_nll.max_rows=-1",
+        "image_panels.dims=-1",
+    ],
+)
 def test_bad_settings_name_their_key(override):
     """Hydra wraps the evaluator's ConfigError once (its direct cause), which vaelab.train re-raises unwrapped."""
     with pytest.raises(InstantiationException) as err:
@@ -56,8 +72,12 @@ def test_bad_settings_name_their_key(override):
 def test_callback_logs_whatever_scalars_come_back_and_draws_images_only_for_tensorboard():
     class Constant:
         def evaluate(self, ctx):
-            return Evaluation(scalars={"answer": 42.0}, values={"listed": [1, 2]}, logged={"custom/tag": 1.0},
-                              images=[lambda: pytest.fail("drawn without a TensorBoard logger")])
+            return Evaluation(
+                scalars={"answer": 42.0},
+                values={"listed": [1, 2]},
+                logged={"custom/tag": 1.0},
+                images=[lambda: pytest.fail("drawn without a TensorBoard logger")],
+            )
 
     logged = []
     logger = SimpleNamespace(log_metrics=lambda values, step: logged.append((values, step)))

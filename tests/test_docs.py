@@ -1,5 +1,6 @@
 """The documentation stays a guide: the README is short, keeps CI's test command, and every relative link in it
 and under docs/ points to a file that exists."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """vaelab-reproduce generalization: the settings (halves, coverage, no config defaults, they compose and their
 data has the expected ground truth) and the table/verdict logic on hand-written runs. No training."""
+
 import json
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_each_half_covers_the_small_and_large_extremes(half):
 
 
 def test_identifiability_rule():
-    assert study.identifiability(5, 5, 6, True, "gauss", "xtanh")[0]       # n + 1 segments, centred
+    assert study.identifiability(5, 5, 6, True, "gauss", "xtanh")[0]  # n + 1 segments, centred
     assert not study.identifiability(5, 5, 5, True, "gauss", "xtanh")[0]
     assert not study.identifiability(5, 5, 10, False, "gauss", "xtanh")[0]  # uncentred: 2n + 1 = 11
     assert study.identifiability(5, 5, 11, False, "gauss", "leaky_relu")[0]
@@ -195,7 +196,7 @@ def test_half_pass_line_is_95_percent_of_runs():
         runs_of = [(s.label, seed) for s in tuning for seed in s.seeds]
         for label, seed in runs_of[:wrong]:
             given[label][seed] = run(**{k: -1 for k in setting(label).params["expected_ads"]})
-        for label, seed in runs_of[len(runs_of) - missing:]:
+        for label, seed in runs_of[len(runs_of) - missing :]:
             del given[label][seed]
         return study.half_lines(tuning, FakeRuns(given), [])
 
@@ -253,12 +254,30 @@ def test_runs_by_seed_prefers_a_completed_run_over_a_failed_one(tmp_path):
 def test_table_only_writes_the_document_from_runs_on_disk(tmp_path):
     vae, icarow = setting("VAE r=1 d=3 kappa=3"), setting("ICA n=2 d=2 ns=10 nps=2000 nl=1 xtanh gauss centred")
     for seed in (0, 1, 2):
-        write_run(sweep_dir(tmp_path, vae) / f"{seed}_seed={seed}", "completed", seed=seed, active_dims=1,
-                  gamma=1e-4, wall_time_s=20, converged=seed != 2)
-        write_run(sweep_dir(tmp_path, icarow) / f"{seed}_seed={seed}", "completed", seed=seed, mcc=0.95,
-                  wall_time_s=200, converged=True)
-        write_run(sweep_dir(tmp_path, setting(icarow.reference)) / f"{seed}_seed={seed}", "completed", seed=seed,
-                  mcc=0.7, wall_time_s=190)
+        write_run(
+            sweep_dir(tmp_path, vae) / f"{seed}_seed={seed}",
+            "completed",
+            seed=seed,
+            active_dims=1,
+            gamma=1e-4,
+            wall_time_s=20,
+            converged=seed != 2,
+        )
+        write_run(
+            sweep_dir(tmp_path, icarow) / f"{seed}_seed={seed}",
+            "completed",
+            seed=seed,
+            mcc=0.95,
+            wall_time_s=200,
+            converged=True,
+        )
+        write_run(
+            sweep_dir(tmp_path, setting(icarow.reference)) / f"{seed}_seed={seed}",
+            "completed",
+            seed=seed,
+            mcc=0.7,
+            wall_time_s=190,
+        )
     doc = tmp_path / "docs" / "generalization.md"
     out = ["--table-only", "--half", "tuning", "--out", str(tmp_path), "--doc", str(doc)]
     assert main(["generalization", *out, "--only", "=2 d="]) == 0  # r=2 d=25 not run: incomplete, not failed
@@ -267,12 +286,25 @@ def test_table_only_writes_the_document_from_runs_on_disk(tmp_path):
     text = doc.read_text()
     assert code == 1 and "| tuning | VAE r=1 d=3 kappa=3 | 1 | 1, 1, 1 | y, y, n |" in text
     assert "2/3 runs exact" in text and "VAE r=1 d=3 kappa=3: expected 1" in text
-    assert all(key in text for key in ("Command: `vaelab-reproduce generalization --table-only", "Git commit:",
-                                       "Date:", "Machine", "cores", "torch", "Pass rules", "vaelab-train -m"))
+    assert all(
+        key in text
+        for key in (
+            "Command: `vaelab-reproduce generalization --table-only",
+            "Git commit:",
+            "Date:",
+            "Machine",
+            "cores",
+            "torch",
+            "Pass rules",
+            "vaelab-train -m",
+        )
+    )
     assert text.endswith(f"{MARKER}\n\nMy analysis.\n")  # the hand-written part survives regeneration
     assert (doc.parent / "figures" / "generalization_ad.png").is_file()
-    assert main(["generalization", "--table-only", "--half", "tuning", "--only", "ICA n=2 d=2",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(["generalization", "--table-only", "--half", "tuning", "--only", "ICA n=2 d=2", "--out", str(tmp_path)])
+        == 0
+    )
     markdown = (tmp_path / "table.md").read_text()
     assert "| 0.95 ± 0 | 0.7 ± 0 | 0.250 | yyy / ??? | 200 / 190 | pass |" in markdown
     assert "1/1 identifiable settings pass" in markdown

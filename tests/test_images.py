@@ -1,4 +1,5 @@
 """Image panels in TensorBoard (reconstructions, samples, traversals) for image-shaped data."""
+
 from __future__ import annotations
 
 import torch
@@ -37,9 +38,16 @@ def test_image_panels_shapes_and_traversal_rows():
 def test_image_data_logs_image_panels_to_tensorboard(make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = make_cfg(*SHORT, "data._target_=helpers.TinyImageData",
-                   "data.n_samples=256", "data.batch_size=32", "model.latent_dim=4", "trainer.max_epochs=2",
-                   "callbacks.diagnostics.every_n_epochs=1", "callbacks.diagnostics.evaluators.image_panels.dims=3")
+    cfg = make_cfg(
+        *SHORT,
+        "data._target_=helpers.TinyImageData",
+        "data.n_samples=256",
+        "data.batch_size=32",
+        "model.latent_dim=4",
+        "trainer.max_epochs=2",
+        "callbacks.diagnostics.every_n_epochs=1",
+        "callbacks.diagnostics.evaluators.image_panels.dims=3",
+    )
     result = train(cfg)
     assert result["status"] == "completed"
     acc = EventAccumulator(str(result["run_dir"] + "/tensorboard"), size_guidance={"images": 0})

@@ -1,4 +1,5 @@
 """Oracle tests of the MCC (mean correlation coefficient with Hungarian matching)."""
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,16 @@ def test_permuted_sign_flipped_and_scaled_latents_score_one(sources, method):
 
 
 def test_monotone_componentwise_transform_is_one_for_spearman_and_high_for_pearson(sources):
-    z = torch.stack([sources[:, 2] ** 3, torch.exp(sources[:, 0]), -torch.tanh(sources[:, 4]),
-                     torch.sinh(sources[:, 1]), sources[:, 3] + 0.2 * sources[:, 3] ** 3], dim=1)
+    z = torch.stack(
+        [
+            sources[:, 2] ** 3,
+            torch.exp(sources[:, 0]),
+            -torch.tanh(sources[:, 4]),
+            torch.sinh(sources[:, 1]),
+            sources[:, 3] + 0.2 * sources[:, 3] ** 3,
+        ],
+        dim=1,
+    )
     spearman, details = mcc(sources, z, "spearman")
     assert spearman == pytest.approx(1.0, abs=1e-9)
     assert details["latent"] == [1, 3, 0, 4, 2]

@@ -4,6 +4,7 @@ Covers vaelab.metrics (pure functions), vaelab.evaluation.diagnose (the default 
 on hand-built models with known posteriors, DiagonalGaussian and the GaussianVAE likelihood / gamma floor / config
 checks.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,6 +29,7 @@ ACTIVE_VAR = 1e-4  # encoder variance of an "active" latent dim in the hand-buil
 # Hand-built models with known posteriors
 # --------------------------------------------------------------------------------------------------------------
 
+
 def unit_gaussian_nll(x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
     """-log N(x; decoded, I) summed over the feature dims, shape (B,)."""
     return 0.5 * ((x - decoded).square() + LOG_2PI).flatten(1).sum(-1)
@@ -51,9 +53,9 @@ class LinearSubspaceModel(LatentVariableModel):
     def encode(self, batch):
         x = batch["x"]
         mean = torch.zeros(len(x), self.latent_dim)
-        mean[:, :self.r] = x @ self.a_pinv.T
+        mean[:, : self.r] = x @ self.a_pinv.T
         logvar = torch.zeros(len(x), self.latent_dim)
-        logvar[:, :self.r] = math.log(ACTIVE_VAR)
+        logvar[:, : self.r] = math.log(ACTIVE_VAR)
         return DiagonalGaussian(mean, logvar)
 
     def prior(self, batch):
@@ -62,7 +64,7 @@ class LinearSubspaceModel(LatentVariableModel):
         return DiagonalGaussian(torch.zeros(1, self.latent_dim), self.prior_var.log().view(1, -1))
 
     def decode(self, z, batch):
-        return z[:, :self.r] @ self.a.T
+        return z[:, : self.r] @ self.a.T
 
     def reconstruction_nll(self, x, decoded):
         return unit_gaussian_nll(x, decoded)
@@ -100,6 +102,7 @@ def linear_subspace_data(n: int = 512, r: int = 3, d: int = 10, seed: int = 0):
 # Active dims (Zheng et al.): mean encoder variance below a threshold
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_active_dims_counts_known_encoder_variances():
     var = torch.tensor([1e-4, 0.05, 0.5, 1.0, 1.0]).expand(7, 5)  # the same variances for 7 samples
     mean_var = metrics.mean_encoder_variance(var)
@@ -130,13 +133,13 @@ def test_active_dims_with_learned_prior_uses_variance_ratio():
     assert metrics.active_dims(ratio) == 1
     # per-sample prior variances (N, k): the ratio is averaged over samples
     per_sample_prior = torch.tensor([[10.0, 1.0, 0.5]] * 2 + [[5.0, 1.0, 0.5]] * 2)
-    torch.testing.assert_close(metrics.mean_encoder_variance(var, per_sample_prior),
-                               torch.tensor([0.075, 0.5, 1.0]))
+    torch.testing.assert_close(metrics.mean_encoder_variance(var, per_sample_prior), torch.tensor([0.075, 0.5, 1.0]))
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Active units (Burda et al.): Cov_x(E[z|x]) above a threshold
 # --------------------------------------------------------------------------------------------------------------
+
 
 def means_with_exact_variances(variances: list[float], n: int = 1000, offset: float = 3.0) -> torch.Tensor:
     """(n, k) posterior means whose unbiased sample variance per dim is exactly variances[j]."""
@@ -148,8 +151,7 @@ def means_with_exact_variances(variances: list[float], n: int = 1000, offset: fl
 def test_active_units_counts_dims_with_known_posterior_mean_variance():
     variances = [0.0, 0.005, 0.02, 1.0, 4.0]
     mean = means_with_exact_variances(variances)
-    torch.testing.assert_close(metrics.posterior_mean_variance(mean), torch.tensor(variances),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(metrics.posterior_mean_variance(mean), torch.tensor(variances), atol=1e-5, rtol=1e-4)
     assert metrics.active_units(mean, threshold=0.01) == 3
     assert metrics.active_units(mean) == 3  # default threshold 0.01
     assert metrics.active_units(mean, threshold=0.001) == 4
@@ -174,6 +176,7 @@ def test_active_units_ignores_encoder_variance():
 # --------------------------------------------------------------------------------------------------------------
 # Thresholds
 # --------------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])
 def test_non_positive_thresholds_raise_config_error_naming_the_key(bad):
@@ -209,13 +212,20 @@ def test_diagnose_rejects_non_positive_thresholds():
 # KL per dim
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_kl_per_dim_closed_form_hand_cases():
     q = DiagonalGaussian(mean=torch.tensor([[1.0, 0.0, 0.0, 2.0]]), logvar=torch.tensor([[0.0, 1.0, 0.0, -1.0]]))
     e = math.e
-    expected = torch.tensor([[0.5,                            # mean 1, var 1
-                              0.5 * (e - 1.0 - 1.0),          # mean 0, var e
-                              0.0,                            # the prior itself
-                              0.5 * (1 / e + 4.0 - 1.0 + 1.0)]])  # mean 2, var 1/e
+    expected = torch.tensor(
+        [
+            [
+                0.5,  # mean 1, var 1
+                0.5 * (e - 1.0 - 1.0),  # mean 0, var e
+                0.0,  # the prior itself
+                0.5 * (1 / e + 4.0 - 1.0 + 1.0),
+            ]
+        ]
+    )  # mean 2, var 1/e
     torch.testing.assert_close(q.kl_per_dim(), expected)
     torch.testing.assert_close(metrics.kl_per_dim(q), expected[0])
 
@@ -256,6 +266,7 @@ def test_metrics_kl_per_dim_averages_over_samples():
 # DiagonalGaussian
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_log_prob_matches_torch_normal():
     g = torch.Generator().manual_seed(3)
     mean, logvar = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
@@ -284,6 +295,7 @@ def test_var_and_rsample_moments_and_gradient():
 # recon_mse
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_recon_mse_known_values():
     g = torch.Generator().manual_seed(4)
     x = torch.rand(10, 6, generator=g)
@@ -298,6 +310,7 @@ def test_recon_mse_known_values():
 # diagnose / collect_posterior on hand-built models with known answers
 # --------------------------------------------------------------------------------------------------------------
 
+
 def test_diagnose_linear_subspace_encoder_finds_r_active_dims_and_units():
     r, d, kappa = 3, 10, 8
     a, s, x = linear_subspace_data(n=512, r=r, d=d)
@@ -306,15 +319,21 @@ def test_diagnose_linear_subspace_encoder_finds_r_active_dims_and_units():
 
     assert out["active_dims"] == r
     assert out["active_units"] == r
-    torch.testing.assert_close(torch.tensor(out["per_dim_encoder_var"]),
-                               torch.tensor([ACTIVE_VAR] * r + [1.0] * (kappa - r)))
+    torch.testing.assert_close(
+        torch.tensor(out["per_dim_encoder_var"]), torch.tensor([ACTIVE_VAR] * r + [1.0] * (kappa - r))
+    )
     # the posterior means are the true coordinates s: their variance per dim, zero for the unused dims
-    torch.testing.assert_close(torch.tensor(out["per_dim_posterior_mean_var"]),
-                               torch.cat([s.var(0), torch.zeros(kappa - r)]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(out["per_dim_posterior_mean_var"]),
+        torch.cat([s.var(0), torch.zeros(kappa - r)]),
+        atol=1e-5,
+        rtol=1e-4,
+    )
     # closed-form KL per dim: 0.5 (var + E[mean^2] - 1 - log var) for the active dims, 0 for the rest
     kl_active = 0.5 * (ACTIVE_VAR + s.square().mean(0) - 1.0 - math.log(ACTIVE_VAR))
-    torch.testing.assert_close(torch.tensor(out["per_dim_kl"]), torch.cat([kl_active, torch.zeros(kappa - r)]),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(out["per_dim_kl"]), torch.cat([kl_active, torch.zeros(kappa - r)]), atol=1e-5, rtol=1e-4
+    )
     assert out["kl"] == pytest.approx(float(kl_active.sum()), rel=1e-5)
     # the exact linear decoder reconstructs x from the posterior mean
     assert out["recon_mse"] < 1e-10
@@ -416,6 +435,7 @@ def test_diagnose_ignores_ground_truth_keys_in_the_split():
 # --------------------------------------------------------------------------------------------------------------
 # GaussianVAE
 # --------------------------------------------------------------------------------------------------------------
+
 
 def spec(d: int = 6, r: int | None = 2, x_shape: tuple[int, ...] | None = None) -> DataSpec:
     return DataSpec(name="test", x_shape=x_shape or (d,), ground_truth={} if r is None else {"manifold_dim": r})

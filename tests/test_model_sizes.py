@@ -1,5 +1,6 @@
 """Model sizes that follow the data: the iVAE family's latent_dim (null = the data's number of sources) and
 prior_mean (auto = a learned prior mean iff the data's segments have means); contradicting values warn once."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,9 @@ from vaelab.models.ivae import IdentifiableVAE
 
 def _ica(n_sources: int = 3, centred: bool = True) -> DataSpec:
     """The spec of small nonlinear-ICA data (the points are drawn lazily: building the spec is instant)."""
-    return NonlinearICAData(n_segments=4, points_per_segment=20, n_sources=n_sources, data_dim=n_sources,
-                            centred=centred).spec
+    return NonlinearICAData(
+        n_segments=4, points_per_segment=20, n_sources=n_sources, data_dim=n_sources, centred=centred
+    ).spec
 
 
 def _warnings(caplog) -> list[str]:
@@ -96,14 +98,17 @@ def _composed_model(*overrides: str):
     return cfg, instantiate(cfg.model, _partial_=True, _convert_="all")(data=data.spec)
 
 
-@pytest.mark.parametrize("overrides, latent_dim, prior_mean", [
-    (["experiment=ivae", "data.n_sources=3", "data.data_dim=3"], 3, False),
-    (["experiment=ivae", "data.centred=false"], 5, True),
-    (["experiment=ivae_2d"], 2, False),
-    (["experiment=vae_ica_2d"], 2, False),
-    (["experiment=betavae_ica_2d"], 2, False),
-    (["experiment=betavae_ica"], 5, False),
-])
+@pytest.mark.parametrize(
+    "overrides, latent_dim, prior_mean",
+    [
+        (["experiment=ivae", "data.n_sources=3", "data.data_dim=3"], 3, False),
+        (["experiment=ivae", "data.centred=false"], 5, True),
+        (["experiment=ivae_2d"], 2, False),
+        (["experiment=vae_ica_2d"], 2, False),
+        (["experiment=betavae_ica_2d"], 2, False),
+        (["experiment=betavae_ica"], 5, False),
+    ],
+)
 def test_composed_experiments_follow_the_data(overrides, latent_dim, prior_mean, caplog):
     caplog.set_level(logging.WARNING, logger="vaelab")
     cfg, model = _composed_model(*overrides)

@@ -2,6 +2,7 @@
 once and keeps a loadable checkpoint; SIGINT/SIGTERM save and resume bit-identically; kill -9 loses at most
 the work since the last periodic checkpoint; an interrupted sweep finishes with skip_completed; no run ever
 shares or overwrites a directory."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ TESTS = Path(__file__).resolve().parent
 # everything but timing, paths and how the run was started must match between a resumed and a whole run
 VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
 # a run of 30 epochs of 12 steps, a probe callback driven by the environment, last.ckpt every 5 epochs
-RUN = [*SHORT, "trainer.max_epochs=30", "+callbacks.probe._target_=helpers.EnvProbe",
-       "callbacks.last_checkpoint.every_n_epochs=5"]
+RUN = [
+    *SHORT,
+    "trainer.max_epochs=30",
+    "+callbacks.probe._target_=helpers.EnvProbe",
+    "callbacks.last_checkpoint.every_n_epochs=5",
+]
 
 
 def _strip(metrics: dict) -> dict:
@@ -40,18 +45,34 @@ def _strip(metrics: dict) -> dict:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAELAB_TEST_")}
-    return {**env, "VAELAB_LOG_DIR": str(tmp_path / "outputs"),
-            "PYTHONPATH": os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]), **extra}
+    return {
+        **env,
+        "VAELAB_LOG_DIR": str(tmp_path / "outputs"),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]),
+        **extra,
+    }
 
 
 def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=_env(cwd, **env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab.train", *args],
+        cwd=cwd,
+        env=_env(cwd, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _start(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=_env(cwd, **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vaelab.train", *args],
+        cwd=cwd,
+        env=_env(cwd, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -71,8 +92,16 @@ HYDRA = "hydra"  # a composition error: Hydra's message names the key; no run di
 COND = ["data=conditional_manifold", "data.n_samples=1000", "data.batch_size=100"]  # r = 10, t = 5 in R^20
 ICA = ["data=nonlinear_ica", "data.n_segments=4", "data.points_per_segment=50", "data.batch_size=32"]  # 5 in R^5
 IMAGES = ["data._target_=helpers.TinyImageData", "data.n_samples=64", "data.batch_size=16"]
-TEXT = ["data=ptb", "data.dataset=tiny", "data.data_dir={tmp}/text", "data.train=train.txt",  # see tiny_text
-        "data.valid=valid.txt", "data.test=test.txt", "data.batch_size=2", "data.eval_batch_size=4"]
+TEXT = [
+    "data=ptb",
+    "data.dataset=tiny",
+    "data.data_dir={tmp}/text",
+    "data.train=train.txt",  # see tiny_text
+    "data.valid=valid.txt",
+    "data.test=test.txt",
+    "data.batch_size=2",
+    "data.eval_batch_size=4",
+]
 SMALL = ["torch_threads=1", "callbacks.progress_bar=null", "trainer.max_epochs=2"]
 BAD_INPUT = [
     (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
@@ -80,10 +109,14 @@ BAD_INPUT = [
     (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
     (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
     (["data.manifold_dim=0"], "data.manifold_dim=0 must be >= 1"),
-    (["callbacks.diagnostics.evaluators.active_dims.threshold=0"],
-     "callbacks.diagnostics.evaluators.active_dims.threshold=0"),
-    (["callbacks.diagnostics.evaluators.active_units.threshold=-0.01"],
-     "callbacks.diagnostics.evaluators.active_units.threshold=-0.01"),
+    (
+        ["callbacks.diagnostics.evaluators.active_dims.threshold=0"],
+        "callbacks.diagnostics.evaluators.active_dims.threshold=0",
+    ),
+    (
+        ["callbacks.diagnostics.evaluators.active_units.threshold=-0.01"],
+        "callbacks.diagnostics.evaluators.active_units.threshold=-0.01",
+    ),
     (["callbacks.diagnostics.every_n_epochs=0"], "callbacks.diagnostics.every_n_epochs=0 must be >= 1"),
     (["callbacks.last_checkpoint.every_n_epochs=0"], "callbacks.last_checkpoint.every_n_epochs=0 must be >= 1"),
     (["optimizer.lr=0"], "optimizer.lr=0 must be a finite number > 0"),
@@ -105,22 +138,34 @@ BAD_INPUT = [
     ([*IMAGES, "model=cvae_conv"], "model=cvae needs a condition c but data=tiny_images has none"),
     (["model=cvae_conv"], "model.architecture=conv is an image model"),
     ([*COND, "model=cvae_lstm"], "model.architecture=lstm reads sequences of frames"),
-    ([*COND, "model=cvae", "model.use_condition=false", "model.prior=learned"],
-     "['model.prior=learned'] need the condition but model.use_condition=false; set model.use_condition=true"),
-    (["model=ivae"], "model.prior=conditional and model.encoder_uses_u=true need an auxiliary variable u, and "
-                     "data=synthetic_manifold has none"),
+    (
+        [*COND, "model=cvae", "model.use_condition=false", "model.prior=learned"],
+        "['model.prior=learned'] need the condition but model.use_condition=false; set model.use_condition=true",
+    ),
+    (
+        ["model=ivae"],
+        "model.prior=conditional and model.encoder_uses_u=true need an auxiliary variable u, and "
+        "data=synthetic_manifold has none",
+    ),
     ([*COND, "model=ivae", "model.prior=standard"], "model.encoder_uses_u=true need an auxiliary variable u"),
-    (["model=pixelcnn"], "model=pixelcnn needs image data (C, H, W); data=synthetic_manifold has x_shape (10,); "
-                        "use data=mnist"),
-    ([*IMAGES, "model=text_vae"], "model=text_vae needs text data (e.g. data=ptb or data=yahoo_local); "
-                                  "data=tiny_images"),
+    (
+        ["model=pixelcnn"],
+        "model=pixelcnn needs image data (C, H, W); data=synthetic_manifold has x_shape (10,); use data=mnist",
+    ),
+    (
+        [*IMAGES, "model=text_vae"],
+        "model=text_vae needs text data (e.g. data=ptb or data=yahoo_local); data=tiny_images",
+    ),
     ([*TEXT, "model=bernoulli_mlp"], "model=bernoulli_mlp is an image model (Bernoulli pixels) but data=tiny is text"),
     ([*TEXT, "model=pixelcnn"], "model=pixelcnn needs image data (C, H, W); data=tiny has x_shape"),
     ([*TEXT, "model=vae"], "model=vae models real-valued x but data=tiny is text"),
     ([*TEXT, "model=cvae", "model.use_condition=false"], "model=cvae models real-valued x but data=tiny is text"),
     ([*TEXT, "model=vae_ica"], "model=ivae (or vae_ica) models real-valued x but data=tiny is text"),
-    ([*ICA, "model=bernoulli_mlp"], "model=bernoulli_mlp has a Bernoulli likelihood, which needs data in [0, 1], "
-                                    "but data=nonlinear_ica has x_range=None"),
+    (
+        [*ICA, "model=bernoulli_mlp"],
+        "model=bernoulli_mlp has a Bernoulli likelihood, which needs data in [0, 1], "
+        "but data=nonlinear_ica has x_range=None",
+    ),
     # ... impossible sizes ...
     ([*COND, "model=cvae", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
     ([*COND, "model=cvae", "model.latent_dim=4"], "model.latent_dim=4 is below the 5 active dims"),
@@ -130,10 +175,14 @@ BAD_INPUT = [
     ([*TEXT, "model=text_vae", "model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
     ([*COND, "data.condition_rank=11"], "data.condition_rank=11 must be in 1..data.manifold_dim=10"),
     ([*COND, "data.manifold_dim=21"], "data.manifold_dim=21 exceeds data.ambient_dim=20"),
-    (["data=continuous_groups", "data.n_per_group=100", "data.group_ranks=[2,13]"],
-     "data.group_ranks=[2, 13] must be a non-empty list of condition ranks t in 1..data.manifold_dim=12"),
-    (["data=union_manifold", "data.n_per_class=100", "data.class_manifold_dims=[1,21]"],
-     "data.class_manifold_dims=[1, 21] must be a non-empty list of dims in 1..data.ambient_dim=20"),
+    (
+        ["data=continuous_groups", "data.n_per_group=100", "data.group_ranks=[2,13]"],
+        "data.group_ranks=[2, 13] must be a non-empty list of condition ranks t in 1..data.manifold_dim=12",
+    ),
+    (
+        ["data=union_manifold", "data.n_per_class=100", "data.class_manifold_dims=[1,21]"],
+        "data.class_manifold_dims=[1, 21] must be a non-empty list of dims in 1..data.ambient_dim=20",
+    ),
     (["data=arma_sequence", "data.n_samples=1000", "data.window=1"], "data.window=1 must be >= 2"),
     ([*ICA, "data.points_per_segment=1"], "data.points_per_segment=1 must be >= 2"),
     ([*ICA, "data.n_sources=6"], "data.data_dim=5 is below data.n_sources=6"),
@@ -144,14 +193,22 @@ BAD_INPUT = [
     (["kl_warmup=linear", "kl_warmup.beta0=1.5"], "kl_warmup.beta0=1.5 must be in [0, 1]"),
     (["kl_warmup=linear", "kl_warmup.epochs=0"], "kl_warmup.epochs=0 / kl_warmup.steps=None must be > 0"),
     (["kl_warmup=linear", "kl_warmup.steps=100"], "kl_warmup.epochs=10 and kl_warmup.steps=100: set exactly one"),
-    (["callbacks.diagnostics.evaluators.iw_nll.samples=-1"],
-     "callbacks.diagnostics.evaluators.iw_nll.samples=-1 must be >= 0"),
-    (["callbacks.diagnostics.evaluators.iw_nll.points=-5"],
-     "callbacks.diagnostics.evaluators.iw_nll.points=-5 must be >= 0"),
-    (["callbacks.diagnostics.evaluators.mutual_information.points=-1"],
-     "callbacks.diagnostics.evaluators.mutual_information.points=-1 must be >= 0"),
-    (["callbacks.diagnostics.evaluators.mutual_information.batch_size=0"],
-     "callbacks.diagnostics.evaluators.mutual_information.batch_size=0 must be >= 1"),
+    (
+        ["callbacks.diagnostics.evaluators.iw_nll.samples=-1"],
+        "callbacks.diagnostics.evaluators.iw_nll.samples=-1 must be >= 0",
+    ),
+    (
+        ["callbacks.diagnostics.evaluators.iw_nll.points=-5"],
+        "callbacks.diagnostics.evaluators.iw_nll.points=-5 must be >= 0",
+    ),
+    (
+        ["callbacks.diagnostics.evaluators.mutual_information.points=-1"],
+        "callbacks.diagnostics.evaluators.mutual_information.points=-1 must be >= 0",
+    ),
+    (
+        ["callbacks.diagnostics.evaluators.mutual_information.batch_size=0"],
+        "callbacks.diagnostics.evaluators.mutual_information.batch_size=0 must be >= 1",
+    ),
     # text data files: missing, corrupt (size/md5), empty, missing vocabulary
     ([*TEXT, "data.vocab=no_such_vocab.txt"], "data.vocab=no_such_vocab.txt: "),
     ([*TEXT, "data.vocab=empty.txt"], "empty.txt: empty text file"),
@@ -181,15 +238,21 @@ def tiny_text(root: Path) -> None:
     file beside it, and a 12-byte stand-in for ptb.train.txt in root/ptb."""
     (root / "tiny").mkdir(parents=True)
     (root / "ptb").mkdir()
-    for name, text in (("train.txt", "the cat sat\nthe dog sat on the mat\na cat\n"), ("valid.txt", "the cat\n"),
-                       ("test.txt", "the mat\ndog\n"), ("empty.txt", ""), ("blank.txt", "\n  \n")):
+    for name, text in (
+        ("train.txt", "the cat sat\nthe dog sat on the mat\na cat\n"),
+        ("valid.txt", "the cat\n"),
+        ("test.txt", "the mat\ndog\n"),
+        ("empty.txt", ""),
+        ("blank.txt", "\n  \n"),
+    ):
         (root / "tiny" / name).write_text(text)
     (root / "ptb" / "ptb.train.txt").write_text("not the ptb\n")
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
-def test_bad_input_fails_before_training_with_one_line_naming_the_key(make_cfg, tmp_path, neighbour,
-                                                                      overrides, message):
+def test_bad_input_fails_before_training_with_one_line_naming_the_key(
+    make_cfg, tmp_path, neighbour, overrides, message
+):
     if overrides == ["trainer=gpu"] and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     run_dir = tmp_path / "run"
@@ -256,8 +319,7 @@ def whole_run(tmp_path_factory):
     return read_metrics(cwd / "whole")
 
 
-def test_sigint_in_process_saves_at_the_epoch_end_and_resumes_exactly(make_cfg, tmp_path, whole_run,
-                                                                      monkeypatch):
+def test_sigint_in_process_saves_at_the_epoch_end_and_resumes_exactly(make_cfg, tmp_path, whole_run, monkeypatch):
     monkeypatch.setenv("VAELAB_TEST_EPOCH", "7")
     monkeypatch.setenv("VAELAB_TEST_ACTION", "sigint")
     with pytest.raises(RunInterrupted, match="SIGINT received: stopped after epoch 7"):
@@ -274,8 +336,14 @@ def test_sigint_in_process_saves_at_the_epoch_end_and_resumes_exactly(make_cfg, 
 
 def test_sigterm_saves_and_resume_shortcut_finishes_bit_identically(tmp_path, whole_run):
     marker = tmp_path / "epoch7"
-    proc = _start(*RUN, "hydra.run.dir=job", cwd=tmp_path, VAELAB_TEST_EPOCH="7", VAELAB_TEST_ACTION="sleep",
-                  VAELAB_TEST_MARKER=str(marker))
+    proc = _start(
+        *RUN,
+        "hydra.run.dir=job",
+        cwd=tmp_path,
+        VAELAB_TEST_EPOCH="7",
+        VAELAB_TEST_ACTION="sleep",
+        VAELAB_TEST_MARKER=str(marker),
+    )
     _wait_for(marker, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -291,8 +359,14 @@ def test_sigterm_saves_and_resume_shortcut_finishes_bit_identically(tmp_path, wh
 
 def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tmp_path, whole_run):
     marker = tmp_path / "epoch7"
-    proc = _start(*RUN, "hydra.run.dir=job", cwd=tmp_path, VAELAB_TEST_EPOCH="7", VAELAB_TEST_ACTION="sleep",
-                  VAELAB_TEST_MARKER=str(marker))
+    proc = _start(
+        *RUN,
+        "hydra.run.dir=job",
+        cwd=tmp_path,
+        VAELAB_TEST_EPOCH="7",
+        VAELAB_TEST_ACTION="sleep",
+        VAELAB_TEST_MARKER=str(marker),
+    )
     _wait_for(marker, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -308,16 +382,30 @@ def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tmp_path, whole
 # ---------------------------------------------------------------------------------------------------------
 # sweeps
 
-TINY = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=3", "callbacks.progress_bar=null",
-        "logger=none", "+callbacks.probe._target_=helpers.EnvProbe"]
+TINY = [
+    "debug=fast",
+    "data.n_samples=1000",
+    "trainer.max_epochs=3",
+    "callbacks.progress_bar=null",
+    "logger=none",
+    "+callbacks.probe._target_=helpers.EnvProbe",
+]
 
 
 def test_interrupted_sweep_finishes_with_skip_completed(tmp_path):
     """Job 1 of 3 is interrupted (Ctrl-C): the sweep stops, job 0's result is kept and the summary lists
     the interrupted and the never-started job; re-running with skip_completed leaves job 0 alone, continues
     job 1 from its checkpoint and runs job 2."""
-    first = _cli("-m", "seed=0,1,2", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path,
-                 VAELAB_TEST_EPOCH="0", VAELAB_TEST_SEED="1", VAELAB_TEST_ACTION="sigint")
+    first = _cli(
+        "-m",
+        "seed=0,1,2",
+        *TINY,
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+        VAELAB_TEST_EPOCH="0",
+        VAELAB_TEST_SEED="1",
+        VAELAB_TEST_ACTION="sigint",
+    )
     assert first.returncode == 128 + signal.SIGINT, first.stderr[-3000:]
     sweep = tmp_path / "sweep"
     jobs = {p.name.split("_")[0]: p for p in sweep.iterdir() if p.is_dir()}
@@ -359,8 +447,7 @@ def test_a_run_directory_is_never_shared_or_overwritten(make_cfg, tmp_path):
 
 
 def test_two_runs_started_in_the_same_second_get_two_directories(tmp_path):
-    args = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=1", "logger=none",
-            "callbacks.progress_bar=null"]
+    args = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=1", "logger=none", "callbacks.progress_bar=null"]
     procs = [_start(*args, cwd=tmp_path) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)

@@ -1,5 +1,6 @@
 """vaelab-reproduce: the command line, the shared run machinery, and each study's table built from a folder of
 tiny fake run files (metrics.json as vaelab.run_record writes them); one real tiny multirun."""
+
 import json
 import os
 import subprocess
@@ -58,8 +59,15 @@ def test_command_is_a_seeded_resumable_multirun(tmp_path):
     setting = Setting("x", ["experiment=vae_fixed_gamma"], seeds=[0, 1, 2])
     cmd = command(setting, tmp_path, n_jobs=2, extra=["trainer=gpu"])
     assert cmd[1:4] == ["-m", "vaelab.train", "-m"]
-    assert {"experiment=vae_fixed_gamma", "trainer=gpu", "seed=0,1,2", "skip_completed=true",
-            f"hydra.sweep.dir={tmp_path / 'x'}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"} <= set(cmd)
+    assert {
+        "experiment=vae_fixed_gamma",
+        "trainer=gpu",
+        "seed=0,1,2",
+        "skip_completed=true",
+        f"hydra.sweep.dir={tmp_path / 'x'}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    } <= set(cmd)
 
 
 def test_seeds_and_choice_of_settings():
@@ -100,15 +108,24 @@ def test_union_and_group_dims_come_from_the_composed_config():
     assert full["T5 discrete union class 0 (r_i=1)"].overrides == ["experiment=manifold_t5_union_full"]
     assert full["T0 VAE r=2"].overrides == rows[0].overrides  # T0 has no experiment to swap
     assert manifold.union_rows("experiment=manifold_t5_union", "u") == [
-        (f"u class {i} (r_i={r})", r) for i, r in enumerate(union.class_manifold_dims)]
+        (f"u class {i} (r_i={r})", r) for i, r in enumerate(union.class_manifold_dims)
+    ]
 
 
 def test_manifold_table_from_fake_run_files(tmp_path):
     rows = manifold.settings(False)
     named = by_label(rows)
     for seed in (0, 1, 2):
-        write_run(tmp_path, named["T0 VAE r=2"], seed, active_dims=2, gamma=1e-4, recon_mse=1e-4, converged=True,
-                  wall_time_s=10.0)
+        write_run(
+            tmp_path,
+            named["T0 VAE r=2"],
+            seed,
+            active_dims=2,
+            gamma=1e-4,
+            recon_mse=1e-4,
+            converged=True,
+            wall_time_s=10.0,
+        )
         write_run(tmp_path, named["T2 VAE mnist"], seed, active_dims=30 + seed % 2)
         write_run(tmp_path, named["T4 CVAE mnist"], seed, active_dims=20 + seed)
         union = {f"group_{i}_active_dims": s.expected for i, s in enumerate(r for r in rows if r.table == "T5")}
@@ -119,8 +136,17 @@ def test_manifold_table_from_fake_run_files(tmp_path):
     doc = tmp_path / "docs" / "manifold.md"
     assert main(["manifold", "--table-only", "--out", str(tmp_path), "--doc", str(doc)]) == 1
     table = rows_of(doc.read_text().split("### Active dims per setting")[1].split("\n\n")[1])
-    assert table["T0 VAE r=2"][1:] == ["2", "2 ± 0", "2, 2, 2", "0.0001 ± 0", "0.0001 ± 0", "y, y, y", "3/3", "10",
-                                       "pass"]
+    assert table["T0 VAE r=2"][1:] == [
+        "2",
+        "2 ± 0",
+        "2, 2, 2",
+        "0.0001 ± 0",
+        "0.0001 ± 0",
+        "y, y, y",
+        "3/3",
+        "10",
+        "pass",
+    ]
     assert table["T0 VAE r=4"][3:] == ["4, diverged, ·", "-", "-", "?, -, ·", "1/3", "-", "FAIL"]
     assert table["T0 VAE r=6"][-1] == "not run" and table["T2 VAE mnist"][-1] == "-"
     assert table["T4 CVAE mnist"][-1] == "pass"  # mean AD 21 below the VAE's 30.33
@@ -137,8 +163,11 @@ def test_manifold_table_from_fake_run_files(tmp_path):
 def test_ivae_table_compares_the_baselines_with_the_ivae_on_shared_seeds(tmp_path):
     rows = [with_seeds(s, 3) for s in ivae.settings(False)]
     named = by_label(rows)
-    for label, mccs in (("iVAE 2-D", [0.95, 0.96, 0.99]), ("VAE 2-D", [0.80, 0.81, 0.815]),
-                        ("beta-VAE 2-D", [0.70, 0.90, 0.92])):
+    for label, mccs in (
+        ("iVAE 2-D", [0.95, 0.96, 0.99]),
+        ("VAE 2-D", [0.80, 0.81, 0.815]),
+        ("beta-VAE 2-D", [0.70, 0.90, 0.92]),
+    ):
         for seed, mcc in enumerate(mccs):
             write_run(tmp_path, named[label], seed, mcc=mcc, elbo=-3.0, wall_time_s=60.0 + seed)
     older = write_run(tmp_path, named["VAE 2-D"], 0, job="0_older,seed=0", mcc=0.5)  # older run of seed 0: not counted
@@ -190,9 +219,24 @@ def test_list_and_plan_print_the_commands_without_running(tmp_path, capsys):
 def test_a_real_tiny_smoke_run_writes_the_page(tmp_path):
     """The whole path: one real two-epoch job (generalization --smoke), its run file, the table, the page."""
     out, doc = tmp_path / "out", tmp_path / "page.md"
-    proc = subprocess.run([sys.executable, "-c", "from vaelab.reproduce.cli import entry; entry()", "generalization",
-                           "--smoke", "--only", "VAE r=1 d=3", "--out", str(out), "--doc", str(doc)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vaelab.reproduce.cli import entry; entry()",
+            "generalization",
+            "--smoke",
+            "--only",
+            "VAE r=1 d=3",
+            "--out",
+            str(out),
+            "--doc",
+            str(doc),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     assert len(list(out.rglob("metrics.json"))) == 1 and "SMOKE" in doc.read_text()
     assert "| tuning | VAE r=1 d=3 kappa=3 | 1 |" in doc.read_text()

@@ -1,4 +1,5 @@
 """Skip-VAE models (Bernoulli MLP, gated PixelCNN), SA-VAE refinement, KL warm-up, and a short MNIST run."""
+
 from __future__ import annotations
 
 import pytest
@@ -92,11 +93,18 @@ def test_kl_warmup_is_linear_then_one_and_checks_its_keys():
 def test_warmup_and_sa_train_through_the_config(make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=4", "kl_warmup=linear", "kl_warmup.epochs=2",
-                   "trainer.log_every_n_steps=5", "inference=sa", "inference.steps=2",
-                   "callbacks.diagnostics.evaluators.mutual_information.points=500",
-                   "callbacks.diagnostics.evaluators.iw_nll.samples=10",
-                   "callbacks.diagnostics.evaluators.iw_nll.points=50")
+    cfg = make_cfg(
+        *SHORT,
+        "trainer.max_epochs=4",
+        "kl_warmup=linear",
+        "kl_warmup.epochs=2",
+        "trainer.log_every_n_steps=5",
+        "inference=sa",
+        "inference.steps=2",
+        "callbacks.diagnostics.evaluators.mutual_information.points=500",
+        "callbacks.diagnostics.evaluators.iw_nll.samples=10",
+        "callbacks.diagnostics.evaluators.iw_nll.points=50",
+    )
     result = train(cfg)
     assert result["status"] == "completed" and result["model"] == "SemiAmortized"
     for key in ("mi", "iw_nll", "encoder_loss", "elbo"):
@@ -109,13 +117,23 @@ def test_warmup_and_sa_train_through_the_config(make_cfg):
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"no MNIST files in {SHARED_DATA}")
 def test_short_mnist_skip_run_reports_collapse_metrics(make_cfg):
-    result = train(make_cfg("experiment=skip_mnist_mlp", f"paths.data_dir={SHARED_DATA}", "model.skip=true",
-                            "data.n_train=2000", "data.n_val=1000", "model.encoder_hidden=[64]",
-                            "model.decoder_hidden=[64,64]", "trainer.max_epochs=2",
-                            "callbacks.diagnostics.evaluators.mutual_information.points=1000",
-                            "callbacks.diagnostics.evaluators.iw_nll.samples=20",
-                            "callbacks.diagnostics.evaluators.iw_nll.points=100", "callbacks.progress_bar=null",
-                            "torch_threads=1"))
+    result = train(
+        make_cfg(
+            "experiment=skip_mnist_mlp",
+            f"paths.data_dir={SHARED_DATA}",
+            "model.skip=true",
+            "data.n_train=2000",
+            "data.n_val=1000",
+            "model.encoder_hidden=[64]",
+            "model.decoder_hidden=[64,64]",
+            "trainer.max_epochs=2",
+            "callbacks.diagnostics.evaluators.mutual_information.points=1000",
+            "callbacks.diagnostics.evaluators.iw_nll.samples=20",
+            "callbacks.diagnostics.evaluators.iw_nll.points=100",
+            "callbacks.progress_bar=null",
+            "torch_threads=1",
+        )
+    )
     assert result["status"] == "completed" and result["model"] == "BernoulliMLPVAE"
     assert 0 < result["mi"] <= 6.91 + 1e-6  # log 1000
     assert 0.2 < result["probe_accuracy"] <= 1.0

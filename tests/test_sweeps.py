@@ -1,4 +1,5 @@
 """Sweeps: vaelab-summarize on hand-written runs (exact numbers), real multiruns through the CLI, launchers."""
+
 from __future__ import annotations
 
 import csv
@@ -35,16 +36,27 @@ def sweep_dir(tmp_path):
     metrics.json; seed 3 never started for either r (those jobs are only in multirun.yaml)."""
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    (sweep / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": {
-        "sweeper": {"_target_": BASIC, "params": {"seed": "0,1,2,3"}},
-        "overrides": {"task": ["data.manifold_dim=2,3", "debug=fast"]}}}))
+    (sweep / "multirun.yaml").write_text(
+        OmegaConf.to_yaml(
+            {
+                "hydra": {
+                    "sweeper": {"_target_": BASIC, "params": {"seed": "0,1,2,3"}},
+                    "overrides": {"task": ["data.manifold_dim=2,3", "debug=fast"]},
+                }
+            }
+        )
+    )
     ok = {"status": "completed", "wall_time_s": 1.0}
     _job(sweep, "0", ["seed=0", "data.manifold_dim=2", "debug=fast"], {**ok, "active_dims": 2, "elbo": 10.0})
     _job(sweep, "1", ["seed=1", "data.manifold_dim=2", "debug=fast"], {**ok, "active_dims": 2, "elbo": 12.0})
     _job(sweep, "2", ["seed=2", "data.manifold_dim=2", "debug=fast"], {**ok, "active_dims": 3, "elbo": 14.0})
     _job(sweep, "3", ["seed=0", "data.manifold_dim=3", "debug=fast"], {**ok, "active_dims": 3, "elbo": 20.0})
-    _job(sweep, "4", ["seed=1", "data.manifold_dim=3", "debug=fast"],
-         {"status": "failed", "error": "ConfigError: boom", "active_dims": 99})
+    _job(
+        sweep,
+        "4",
+        ["seed=1", "data.manifold_dim=3", "debug=fast"],
+        {"status": "failed", "error": "ConfigError: boom", "active_dims": 99},
+    )
     _job(sweep, "5", ["seed=2", "data.manifold_dim=3", "debug=fast"], None)
     return sweep
 
@@ -123,8 +135,9 @@ def test_missing_launcher_plugin_names_the_install(monkeypatch):
 def test_launcher_presets_compose(launcher):
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="vaelab.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "experiment=manifold_r_grid"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config", overrides=[f"hydra/launcher={launcher}", "experiment=manifold_r_grid"], return_hydra_config=True
+        )
     assert "Launcher" in cfg.hydra.launcher._target_
     assert dict(cfg.hydra.sweeper.params) == {"data.manifold_dim": "1,2,3,4,5", "seed": "0,1,2"}
     if launcher == "slurm_gpu":
@@ -133,8 +146,9 @@ def test_launcher_presets_compose(launcher):
 
 def _cli(*args: str, cwd: Path, module: str = "vaelab.train") -> subprocess.CompletedProcess:
     env = {**os.environ, "VAELAB_LOG_DIR": str(cwd / "outputs")}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 TINY = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
@@ -142,8 +156,15 @@ TINY = ["debug=fast", "data.n_samples=1000", "trainer.max_epochs=2", "callbacks.
 
 def test_parallel_multirun_then_summarize(tmp_path):
     """The issue's flow, shrunk: a joblib grid of 2 x 2 tiny jobs, then vaelab-summarize on its directory."""
-    proc = _cli("-m", "data.manifold_dim=1,2", "seed=0,1", *TINY, "hydra/launcher=joblib",
-                "hydra.launcher.n_jobs=2", cwd=tmp_path)
+    proc = _cli(
+        "-m",
+        "data.manifold_dim=1,2",
+        "seed=0,1",
+        *TINY,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multiruns").glob("*/*")
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
@@ -155,8 +176,10 @@ def test_parallel_multirun_then_summarize(tmp_path):
     summary = _cli(str(sweep), "--plot", "--metrics", "active_dims,elbo", cwd=tmp_path, module="vaelab.summarize")
     assert summary.returncode == 0, summary.stderr
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
-    assert [(r["data.manifold_dim"], r["completed"], r["active_dims_n"]) for r in rows] == [("1", "2", "2"),
-                                                                                             ("2", "2", "2")]
+    assert [(r["data.manifold_dim"], r["completed"], r["active_dims_n"]) for r in rows] == [
+        ("1", "2", "2"),
+        ("2", "2", "2"),
+    ]
     assert (sweep / "active_dims_vs_data.manifold_dim.png").exists()
 
 

@@ -1,5 +1,6 @@
 """Text data: tiny files written here (vocabulary, special tokens, _UNK, max length, blank lines, splits), the
 length-bucketed batch order, bad input, and the real PTB / Yahoo files when the shared data is present."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,16 @@ def write_corpus(root, folder="tiny", train=TRAIN, valid=VALID, test=TEST, vocab
 
 
 def tiny(root, **kwargs) -> TextData:
-    args = dict(dataset="tiny", data_dir=str(root), train="train.txt", valid="valid.txt", test="test.txt",
-                unk_tokens=["_UNK"], batch_size=2, drop_last=False)
+    args = dict(
+        dataset="tiny",
+        data_dir=str(root),
+        train="train.txt",
+        valid="valid.txt",
+        test="test.txt",
+        unk_tokens=["_UNK"],
+        batch_size=2,
+        drop_last=False,
+    )
     return TextData(**(args | kwargs))
 
 
@@ -78,10 +87,13 @@ def test_valid_from_test_is_a_seeded_disjoint_split(tmp_path):
     assert data.spec.ground_truth["data_note"] == "trained on something else"
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(vocab="no_such_vocab.txt"), r"data.vocab=no_such_vocab.txt: .*tiny/no_such_vocab.txt not found"),
-    (dict(train="missing.txt"), r"data.train=missing.txt: .*missing.txt not found"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(vocab="no_such_vocab.txt"), r"data.vocab=no_such_vocab.txt: .*tiny/no_such_vocab.txt not found"),
+        (dict(train="missing.txt"), r"data.train=missing.txt: .*missing.txt not found"),
+    ],
+)
 def test_missing_files_are_data_errors_naming_the_key_and_path(tmp_path, kwargs, message):
     with pytest.raises(DataError, match=message):
         tiny(write_corpus(tmp_path), **kwargs).setup()
@@ -102,7 +114,7 @@ def test_all_blank_file_is_a_data_error(tmp_path):
 
 
 def _pad_fraction(order: torch.Tensor, lengths: torch.Tensor, batch_size: int) -> float:
-    batches = lengths[order[:len(order) // batch_size * batch_size]].view(-1, batch_size).float()
+    batches = lengths[order[: len(order) // batch_size * batch_size]].view(-1, batch_size).float()
     return float(1 - batches.sum() / (batches.max(1).values.sum() * batch_size))
 
 
@@ -136,8 +148,9 @@ def test_training_loader_is_bucketed_and_independent_of_batches_per_fetch(tmp_pa
     assert sum(spread) / len(spread) < 8  # lengths 3..31 at random would spread ~25 per batch
 
 
-needs_shared = pytest.mark.skipif(not (SHARED_DATA / "SOURCES.md").is_file(),
-                                  reason=f"the shared data folder ({SHARED_DATA}) is not present")
+needs_shared = pytest.mark.skipif(
+    not (SHARED_DATA / "SOURCES.md").is_file(), reason=f"the shared data folder ({SHARED_DATA}) is not present"
+)
 
 
 @needs_shared

@@ -1,5 +1,6 @@
 """The LSTM text VAE: shapes, masking and causality, skip wiring, perplexity with a known answer, bad data, and
 seconds-long runs through the config (standard, skip, SA-VAE) on a tiny corpus."""
+
 from __future__ import annotations
 
 import math
@@ -40,13 +41,15 @@ def corpus(tmp_path):
 
 def small_model(data: TextData, **kwargs) -> TextVAE:
     torch.manual_seed(0)
-    return TextVAE(data.spec, **({"latent_dim": 4, "embedding_dim": 8, "encoder_hidden": 16, "decoder_hidden": 16}
-                                 | kwargs))
+    return TextVAE(
+        data.spec, **({"latent_dim": 4, "embedding_dim": 8, "encoder_hidden": 16, "decoder_hidden": 16} | kwargs)
+    )
 
 
 def tiny_data(root) -> TextData:
-    return TextData(dataset="tiny", data_dir=str(root), train="train.txt", valid="valid.txt", test="test.txt",
-                    batch_size=16)
+    return TextData(
+        dataset="tiny", data_dir=str(root), train="train.txt", valid="valid.txt", test="test.txt", batch_size=16
+    )
 
 
 def test_text_model_on_image_data_is_a_config_error(make_cfg):
@@ -119,16 +122,33 @@ def test_uniform_decoder_has_perplexity_equal_to_the_vocabulary_size(corpus):
     assert results["mi"] == pytest.approx(0.0, abs=1e-6)
 
 
-RUN = ["experiment=text_ptb", "data.dataset=tiny", "data.train=train.txt", "data.valid=valid.txt",
-       "data.test=test.txt", "data.n_train=null", "data.batch_size=16", "model.latent_dim=4",
-       "model.embedding_dim=16", "model.encoder_hidden=32", "model.decoder_hidden=32", "trainer.max_epochs=3",
-       "kl_warmup.epochs=1", "callbacks.diagnostics.evaluators.iw_nll.samples=5",
-       "callbacks.diagnostics.evaluators.iw_nll.points=20", "callbacks.diagnostics.evaluators.iw_nll.max_rows=50",
-       "callbacks.progress_bar=null", "torch_threads=1"]
+RUN = [
+    "experiment=text_ptb",
+    "data.dataset=tiny",
+    "data.train=train.txt",
+    "data.valid=valid.txt",
+    "data.test=test.txt",
+    "data.n_train=null",
+    "data.batch_size=16",
+    "model.latent_dim=4",
+    "model.embedding_dim=16",
+    "model.encoder_hidden=32",
+    "model.decoder_hidden=32",
+    "trainer.max_epochs=3",
+    "kl_warmup.epochs=1",
+    "callbacks.diagnostics.evaluators.iw_nll.samples=5",
+    "callbacks.diagnostics.evaluators.iw_nll.points=20",
+    "callbacks.diagnostics.evaluators.iw_nll.max_rows=50",
+    "callbacks.progress_bar=null",
+    "torch_threads=1",
+]
 
 
-@pytest.mark.parametrize("extra", [["model.skip=false"], ["model.skip=true", "model.decoder_layers=2"],
-                                   ["inference=sa", "inference.steps=2"]], ids=["standard", "skip", "sa"])
+@pytest.mark.parametrize(
+    "extra",
+    [["model.skip=false"], ["model.skip=true", "model.decoder_layers=2"], ["inference=sa", "inference.steps=2"]],
+    ids=["standard", "skip", "sa"],
+)
 def test_short_text_run_through_the_config(make_cfg, corpus, tmp_path, extra):
     result = train(make_cfg(*RUN, f"paths.data_dir={corpus}", *extra))
     metrics = read_metrics(tmp_path / "run")
@@ -140,6 +160,7 @@ def test_short_text_run_through_the_config(make_cfg, corpus, tmp_path, extra):
     assert 5 < tokens_per_doc < 9  # 2-12 words and </s>
     # ~log 5 nats per word for a model that learnt the two word sets; a uniform one would pay log 14
     assert metrics["iw_nll_per_token"] < math.log(14) and metrics["iw_ppl"] == pytest.approx(
-        math.exp(metrics["iw_nll_per_token"]))
+        math.exp(metrics["iw_nll_per_token"])
+    )
     for key in ("elbo", "kl", "mi", "active_units", "iw_nll"):
         assert math.isfinite(metrics[key]), key

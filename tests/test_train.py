@@ -1,4 +1,5 @@
 """End-to-end runs through the real config: training, the run contract, reproducibility, resume, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -47,13 +48,17 @@ def _config_options():
 
 NEEDS_HARDWARE = ("trainer/gpu.yaml", "trainer/ddp.yaml")  # composed and resolved only, here
 NEEDS_PLUGIN = {"hparams_search": "hydra_plugins.hydra_optuna_sweeper"}  # optional extras
-NEEDS_DATA = {"model=ivae": ["data=nonlinear_ica"],  # models that need data other than the default (u)
-              "model=vae_ica": ["data=nonlinear_ica"],  # latent_dim null follows data.n_sources
-              "model=text_vae": ["data=ptb"],
-              "model=cvae": ["data=conditional_manifold"], "model=cvae_lstm": ["data=arma_sequence"],  # need c
-              "model=cvae_conv": ["data=mnist", "data.condition=true"],
-              "model=bernoulli_mlp": ["data=mnist"], "model=pixelcnn": ["data=mnist"],  # x in [0, 1]
-              **{f"data={d}": ["model=text_vae"] for d in ("ptb", "yahoo", "yahoo_local")}}
+NEEDS_DATA = {
+    "model=ivae": ["data=nonlinear_ica"],  # models that need data other than the default (u)
+    "model=vae_ica": ["data=nonlinear_ica"],  # latent_dim null follows data.n_sources
+    "model=text_vae": ["data=ptb"],
+    "model=cvae": ["data=conditional_manifold"],
+    "model=cvae_lstm": ["data=arma_sequence"],  # need c
+    "model=cvae_conv": ["data=mnist", "data.condition=true"],
+    "model=bernoulli_mlp": ["data=mnist"],
+    "model=pixelcnn": ["data=mnist"],  # x in [0, 1]
+    **{f"data={d}": ["model=text_vae"] for d in ("ptb", "yahoo", "yahoo_local")},
+}
 NOT_SHARED = {"data=yahoo": "yahoo.train.txt"}  # files absent from the shared data (SOURCES.md): the error names them
 
 
@@ -61,8 +66,9 @@ NOT_SHARED = {"data=yahoo": "yahoo.train.txt"}  # files absent from the shared d
 def test_every_config_composes_and_builds(make_cfg, overrides):
     group = overrides[0].split("=")[0] if overrides else None
     if group in NEEDS_PLUGIN:
-        pytest.importorskip(NEEDS_PLUGIN[group], reason=f"{group} needs an optional plugin (pip install "
-                                                          "'vaelab[optuna]')")
+        pytest.importorskip(
+            NEEDS_PLUGIN[group], reason=f"{group} needs an optional plugin (pip install 'vaelab[optuna]')"
+        )
     cfg = make_cfg(*overrides, *NEEDS_DATA.get(overrides[0] if overrides else "", []))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     if cfg.compile and not HAS_CXX:  # e.g. experiment=ivae: building checks for the compiler torch.compile needs
@@ -96,6 +102,7 @@ def test_max_steps_stops_mid_fetch_with_a_matching_schedule(make_cfg):
 @pytest.fixture(scope="module")
 def easy_run(tmp_path_factory):
     from vaelab.config import compose_config
+
     run_dir = tmp_path_factory.mktemp("easy") / "run"
     result = train(compose_config(EASY, output_dir=run_dir))
     return run_dir, result
@@ -119,12 +126,23 @@ def test_training_recovers_manifold_dimension(easy_run):
 
 def test_tensorboard_has_terms_dims_and_hparams(easy_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run_dir, _ = easy_run
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0})
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    for tag in ("train/loss", "train/recon_nll", "train/kl", "model/gamma", "val/loss", "val/active_dims",
-                "encoder_var/dim_000", "encoder_var/dim_019", "final/active_dims", "final/gamma"):
+    for tag in (
+        "train/loss",
+        "train/recon_nll",
+        "train/kl",
+        "model/gamma",
+        "val/loss",
+        "val/active_dims",
+        "encoder_var/dim_000",
+        "encoder_var/dim_019",
+        "final/active_dims",
+        "final/gamma",
+    ):
         assert tag in scalars, tag
     histograms = set(acc.Tags()["histograms"])
     assert {"val/encoder_var", "val/posterior_mean/dim_000", "test/posterior_mean/dim_019"} <= histograms
@@ -134,6 +152,7 @@ def test_tensorboard_has_terms_dims_and_hparams(easy_run):
     assert gamma[-1] < gamma[0] / 10
     # the HPARAMS tab: an experiment summary carrying the config and the final metrics
     from tensorboard.plugins.hparams import plugin_data_pb2
+
     plugin = acc.PluginTagToContent("hparams")
     session = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
     assert session.session_start_info.hparams["data/manifold_dim"].number_value == 2
@@ -162,9 +181,13 @@ def test_step_hooks_of_callbacks_run_and_do_not_change_the_numbers(make_cfg):
     counts = json.loads((Path(hooked["run_dir"]) / "step_hooks.json").read_text())
     hooks = ("before_backward", "after_backward", "before_optimizer_step")
     assert hooked["steps"] > 0 and counts == dict.fromkeys(hooks, hooked["steps"])
-    for cfg, fast in ((make_cfg(*SHORT, "trainer.max_epochs=1", name="p1"), True),
-                      (make_cfg(*SHORT, "trainer.max_epochs=1", "+callbacks.count._target_=helpers.CountStepHooks",
-                                name="h1"), False)):
+    for cfg, fast in (
+        (make_cfg(*SHORT, "trainer.max_epochs=1", name="p1"), True),
+        (
+            make_cfg(*SHORT, "trainer.max_epochs=1", "+callbacks.count._target_=helpers.CountStepHooks", name="h1"),
+            False,
+        ),
+    ):
         run = build(cfg)
         run.trainer.fit(run.module, datamodule=run.datamodule)
         assert run.module._fast_steps is fast
@@ -174,9 +197,14 @@ def test_step_hooks_of_callbacks_run_and_do_not_change_the_numbers(make_cfg):
 def test_compiled_loss_trains_like_the_eager_one(make_cfg):
     """compile=true: training steps run torch.compile(model.loss) with eager's random stream; evaluation stays
     eager. Kernels round differently, so the runs agree closely but not bit for bit."""
-    overrides = [*SHORT, "trainer.max_epochs=10", "trainer.check_val_every_n_epoch=10",
-                 "callbacks.diagnostics.every_n_epochs=10"]
+    overrides = [
+        *SHORT,
+        "trainer.max_epochs=10",
+        "trainer.check_val_every_n_epoch=10",
+        "callbacks.diagnostics.every_n_epochs=10",
+    ]
     from torch._dynamo.utils import counters
+
     eager = train(make_cfg(*overrides, name="eager"))
     graphs = counters["stats"]["unique_graphs"]
     compiled = train(make_cfg(*overrides, "compile=true", name="compiled"))
@@ -190,6 +218,7 @@ def test_compiled_loss_trains_like_the_eager_one(make_cfg):
 def test_compile_is_refused_where_the_loss_reads_a_changing_python_number():
     from vaelab.schedules import KLWarmup
     from vaelab.training_module import VAETrainingModule
+
     model = torch.nn.Linear(1, 1)
     model.kl_weight, model.loss = 1.0, lambda batch: {}  # as SemiAmortized: the warm-up sets kl_weight every step
     with pytest.raises(ConfigError, match="compile=true with a KL warm-up and inference=sa"):
@@ -199,6 +228,7 @@ def test_compile_is_refused_where_the_loss_reads_a_changing_python_number():
 
 def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(make_cfg, monkeypatch):
     import torch._inductor.config as inductor_config
+
     monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "no-such-cxx-compiler"))
     with pytest.raises(ConfigError, match="compile=true needs a C.. compiler .*set compile=false"):
         build(make_cfg(*SHORT, "compile=true"))
@@ -208,8 +238,14 @@ def test_compile_without_a_cpp_compiler_is_a_config_error_before_training(make_c
 def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):
     uninterrupted = train(make_cfg(*SHORT, name="full"))
     with pytest.raises(RunInterrupted):  # the epoch finishes, last.ckpt is saved
-        train(make_cfg(*SHORT, "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
-                       "+callbacks.interrupt.epoch=9", name="stopped"))
+        train(
+            make_cfg(
+                *SHORT,
+                "+callbacks.interrupt._target_=helpers.InterruptAfterEpoch",
+                "+callbacks.interrupt.epoch=9",
+                name="stopped",
+            )
+        )
     stopped = read_metrics(tmp_path / "stopped")
     assert stopped["status"] == "interrupted"
     ckpt = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
@@ -219,17 +255,24 @@ def test_resume_after_interrupt_matches_uninterrupted_run(make_cfg, tmp_path):
     assert strip(resumed) == strip(uninterrupted)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
-    (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
-    (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
-    (["callbacks.diagnostics.evaluators.active_dims.threshold=0"],
-     "callbacks.diagnostics.evaluators.active_dims.threshold=0"),
-    (["callbacks.diagnostics.evaluators.active_units.threshold=-0.01"],
-     "callbacks.diagnostics.evaluators.active_units.threshold=-0.01"),
-    (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
-    (["data.split=[0.5,0.1,0.1]"], "data.split"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.latent_dim=1"], "model.latent_dim=1 is below data.manifold_dim=2"),
+        (["model.latent_dim=0"], "model.latent_dim=0 must be >= 1"),
+        (["data.manifold_dim=11"], "data.manifold_dim=11 exceeds data.ambient_dim=10"),
+        (
+            ["callbacks.diagnostics.evaluators.active_dims.threshold=0"],
+            "callbacks.diagnostics.evaluators.active_dims.threshold=0",
+        ),
+        (
+            ["callbacks.diagnostics.evaluators.active_units.threshold=-0.01"],
+            "callbacks.diagnostics.evaluators.active_units.threshold=-0.01",
+        ),
+        (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
+        (["data.split=[0.5,0.1,0.1]"], "data.split"),
+    ],
+)
 def test_bad_config_fails_before_training_and_is_recorded(make_cfg, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         train(make_cfg(*SHORT, *overrides))
@@ -245,8 +288,9 @@ def test_unknown_config_option_names_the_choices(make_cfg):
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "VAELAB_LOG_DIR": str(cwd / "outputs")}
-    return subprocess.run([sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
@@ -282,6 +326,7 @@ def test_default_quick_start_run_finds_two_active_dims(tmp_path):
 def test_default_vae_learns_the_manifold_dimension(make_cfg, manifold_dim, epochs):
     """Zheng et al.'s claim at the default (CPU) size: AD = r for r-dim manifolds in R^20, kappa = 20.
     r = 8 needs twice the default steps (at 300 epochs gamma is still falling and AD reads 7)."""
-    result = train(make_cfg(f"data.manifold_dim={manifold_dim}", f"trainer.max_epochs={epochs}",
-                            "callbacks.progress_bar=null"))
+    result = train(
+        make_cfg(f"data.manifold_dim={manifold_dim}", f"trainer.max_epochs={epochs}", "callbacks.progress_bar=null")
+    )
     assert result["active_dims"] == manifold_dim == result["active_units"]

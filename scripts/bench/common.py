@@ -2,6 +2,7 @@
 
 Every case script runs in its own process and writes one JSON object (``--json PATH``) that run.py collects.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from typing import Any
 def summary(values: list[float], digits: int = 4) -> dict[str, Any]:
     """{"median", "min", "max", "n"} of `values` (rounded to `digits` significant places)."""
     rounded = lambda v: float(f"{v:.{digits}g}")  # noqa: E731
-    return {"median": rounded(statistics.median(values)), "min": rounded(min(values)),
-            "max": rounded(max(values)), "n": len(values)}
+    return {
+        "median": rounded(statistics.median(values)),
+        "min": rounded(min(values)),
+        "max": rounded(max(values)),
+        "n": len(values),
+    }
 
 
 def load_average() -> list[float] | None:
@@ -31,9 +36,13 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch
 
-    info: dict[str, Any] = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                            "torch": torch.__version__, "platform": platform.platform(),
-                            "processor": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -5,6 +5,7 @@ peak resident memory.
     python scripts/bench/default_run.py                                   # the default synthetic run
     python scripts/bench/default_run.py -- experiment=vae_mnist paths.data_dir=/path/to/data
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,18 @@ def measure(overrides: list[str]) -> dict:
         start = time.perf_counter()
         result = train(cfg)
         wall = time.perf_counter() - start
-    return {"kind": "default_run", "overrides": overrides, "wall_s": round(wall, 2),
-            "steps": result["steps"], "diagnostics_runs": len(diagnostics_s),
-            "diagnostics_s": round(sum(diagnostics_s), 3),
-            "diagnostics_share": round(sum(diagnostics_s) / wall, 4),
-            "peak_rss_mb": peak_rss_mb(), "load_before": load_before, "load_after": load_average()}
+    return {
+        "kind": "default_run",
+        "overrides": overrides,
+        "wall_s": round(wall, 2),
+        "steps": result["steps"],
+        "diagnostics_runs": len(diagnostics_s),
+        "diagnostics_s": round(sum(diagnostics_s), 3),
+        "diagnostics_share": round(sum(diagnostics_s) / wall, 4),
+        "peak_rss_mb": peak_rss_mb(),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ reported as missing.
 
     python scripts/bench/diagnostics.py --data-dir ../shared/data --reps 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def metric_cases(data_dir: str | None, threads: int, size: float = 1.0) -> list[
     n = lambda k: max(64, int(k * size))  # noqa: E731
     has_mnist = data_dir is not None and (Path(data_dir) / "mnist").is_dir()
     if has_mnist:
-        model, dm, eval_bs = _built(["experiment=vae_mnist", f"paths.data_dir={data_dir}",
-                                     f"data.n_val={n(10_000)}"], threads)
+        model, dm, eval_bs = _built(
+            ["experiment=vae_mnist", f"paths.data_dir={data_dir}", f"data.n_val={n(10_000)}"], threads
+        )
         big, where = dm.split("val"), "MNIST val"
     else:
         model, dm, eval_bs = _built([f"data.n_samples={10 * n(10_000)}"], threads)
@@ -49,16 +51,30 @@ def metric_cases(data_dir: str | None, threads: int, size: float = 1.0) -> list[
     posterior = collect_posterior(model, big, eval_bs)["posterior"]
     label = f"{where}, {len(big['x'])} points"
     cases: list[tuple[str, str, Callable]] = [
-        ("posterior pass (encoder + decoder + loss)", f"synthetic val, {len(default_val['x'])} points",
-         lambda: collect_posterior(default_model, default_val, default_bs)),
+        (
+            "posterior pass (encoder + decoder + loss)",
+            f"synthetic val, {len(default_val['x'])} points",
+            lambda: collect_posterior(default_model, default_val, default_bs),
+        ),
         ("posterior pass (encoder + decoder + loss)", label, lambda: collect_posterior(model, big, eval_bs)),
-        ("AD + AU", label, lambda: (metrics.active_dims(metrics.mean_encoder_variance(posterior.var)),
-                                    metrics.active_units(posterior.mean))),
+        (
+            "AD + AU",
+            label,
+            lambda: (
+                metrics.active_dims(metrics.mean_encoder_variance(posterior.var)),
+                metrics.active_units(posterior.mean),
+            ),
+        ),
         ("KL per dim", label, lambda: metrics.kl_per_dim(posterior)),
     ]
     if hasattr(metrics, "mutual_information"):
-        cases.append(("MI (whole-set aggregate)", label, lambda: metrics.mutual_information(
-            posterior, generator=torch.Generator().manual_seed(0))))
+        cases.append(
+            (
+                "MI (whole-set aggregate)",
+                label,
+                lambda: metrics.mutual_information(posterior, generator=torch.Generator().manual_seed(0)),
+            )
+        )
     if hasattr(metrics, "mcc"):
         g = torch.Generator().manual_seed(0)
         z_true = torch.randn(n(40_000), 5, generator=g)
@@ -74,8 +90,14 @@ def _mnist_cases(model, dm, eval_bs: int, n: Callable[[int], int]) -> list[tuple
     test = dm.split("test")
     try:
         from vaelab.likelihood import importance_sampled_nll
-        cases.append(("IW-NLL (K = 500)", f"MNIST test, {n(1000)} images",
-                      lambda: importance_sampled_nll(model, test, n_samples=500, n_points=n(1000))))
+
+        cases.append(
+            (
+                "IW-NLL (K = 500)",
+                f"MNIST test, {n(1000)} images",
+                lambda: importance_sampled_nll(model, test, n_samples=500, n_points=n(1000)),
+            )
+        )
     except ImportError:
         pass
     from vaelab import evaluation
@@ -83,15 +105,17 @@ def _mnist_cases(model, dm, eval_bs: int, n: Callable[[int], int]) -> list[tuple
     posterior_means = getattr(evaluation, "posterior_means", None)
     if hasattr(metrics, "probe_accuracy") and posterior_means is not None:
         train = dm.split("train")
-        train_x = {k: v[:n(50_000)] for k, v in train.items()}
+        train_x = {k: v[: n(50_000)] for k, v in train.items()}
 
         test_features = posterior_means(model, test, eval_bs, 0)  # Diagnostics has them already
 
         def probe() -> float:  # as Diagnostics runs it on the test split: encode the training set, then fit
             features = posterior_means(model, train_x, eval_bs, 0)
             return metrics.probe_accuracy(features, train_x["y"], test_features, test["y"])
-        cases.append(("linear probe (encode + L-BFGS)", f"MNIST {len(train_x['x'])} train / {len(test['x'])} test",
-                      probe))
+
+        cases.append(
+            ("linear probe (encode + L-BFGS)", f"MNIST {len(train_x['x'])} train / {len(test['x'])} test", probe)
+        )
     return cases
 
 
@@ -106,8 +130,14 @@ def measure(data_dir: str | None, reps: int, threads: int, size: float) -> dict:
             seconds.append(time.perf_counter() - start)
         rows.append({"metric": metric, "set": evaluated_on, "seconds": summary(seconds)})
         print(f"{metric:45s} {evaluated_on:35s} {rows[-1]['seconds']['median']:8.3f} s", flush=True)
-    return {"kind": "diagnostics", "threads": threads, "reps": reps, "metrics": rows,
-            "load_before": load_before, "load_after": load_average()}
+    return {
+        "kind": "diagnostics",
+        "threads": threads,
+        "reps": reps,
+        "metrics": rows,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def main() -> None:

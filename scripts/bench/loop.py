@@ -12,6 +12,7 @@ machine cancel). With ``--device cuda`` both run on the GPU with the training te
     python scripts/bench/loop.py --epochs 100 --reps 5 -- data.batch_size=1024
     python scripts/bench/loop.py --epochs 5 --reps 3 -- experiment=vae_mnist paths.data_dir=/path/to/data
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def optimizer_and_scheduler(module, steps: int):
     factory = module.scheduler_factory
     if factory is None:
         return optimizer, None
-    wants_total = "total_steps" in inspect.signature(factory).parameters and \
-        "total_steps" not in getattr(factory, "keywords", {})
+    wants_total = "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(
+        factory, "keywords", {}
+    )
     return optimizer, factory(optimizer, **({"total_steps": steps} if wants_total else {}))
 
 
@@ -57,7 +59,7 @@ def hand_loop(run, steps: int, device: torch.device) -> float:
     while done < steps:
         perm = torch.randperm(n, device=device)
         for i in range(n // bs):
-            rows = perm[i * bs:(i + 1) * bs]
+            rows = perm[i * bs : (i + 1) * bs]
             loss = model.loss({k: v.index_select(0, rows) for k, v in train.items()})["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -85,8 +87,7 @@ def vaelab_loop(run, steps: int, device: torch.device) -> float:
 VARIANTS = {"hand": hand_loop, "vaelab": vaelab_loop}
 
 
-def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, threads: int,
-            device: str) -> dict:
+def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, threads: int, device: str) -> dict:
     """Times both variants `reps` times (after one warm-up round); returns the case's JSON object."""
     dev = torch.device(device)
     on_device = ["trainer=gpu"] if dev.type == "cuda" else []
@@ -98,10 +99,18 @@ def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, th
         for name in order:
             n_epochs = epochs if rep >= 0 else warmup_epochs
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = compose_config([*on_device, *overrides, f"trainer.max_epochs={n_epochs}",
-                                      f"torch_threads={threads}", f"seed={max(rep, 0)}",
-                                      # fixed step counts, the same as the hand loop's
-                                      "callbacks.convergence.extend=false"], output_dir=tmp)
+                cfg = compose_config(
+                    [
+                        *on_device,
+                        *overrides,
+                        f"trainer.max_epochs={n_epochs}",
+                        f"torch_threads={threads}",
+                        f"seed={max(rep, 0)}",
+                        # fixed step counts, the same as the hand loop's
+                        "callbacks.convergence.extend=false",
+                    ],
+                    output_dir=tmp,
+                )
                 run = build(cfg)
                 run.datamodule.setup()
                 loader = run.datamodule.train_dataloader()
@@ -112,13 +121,23 @@ def measure(overrides: list[str], epochs: int, warmup_epochs: int, reps: int, th
                 steps = rep_steps
     ratios = [v / h for v, h in zip(times["vaelab"], times["hand"], strict=True)]
     medians = {name: statistics.median(ts) for name, ts in times.items()}
-    return {"kind": "loop", "overrides": overrides, "device": device, "batch_size": batch_size,
-            "epochs": epochs, "steps": steps, "threads": threads, "reps": reps,
-            "seconds": {name: summary(ts) for name, ts in times.items()},
-            "steps_per_s": {name: round(steps / m, 1) for name, m in medians.items()},
-            "ratio": summary(ratios, 3), "ratio_of_medians": round(medians["vaelab"] / medians["hand"], 3),
-            "ratio_of_minima": round(min(times["vaelab"]) / min(times["hand"]), 3),
-            "load_before": load_before, "load_after": load_average()}
+    return {
+        "kind": "loop",
+        "overrides": overrides,
+        "device": device,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "steps": steps,
+        "threads": threads,
+        "reps": reps,
+        "seconds": {name: summary(ts) for name, ts in times.items()},
+        "steps_per_s": {name: round(steps / m, 1) for name, m in medians.items()},
+        "ratio": summary(ratios, 3),
+        "ratio_of_medians": round(medians["vaelab"] / medians["hand"], 3),
+        "ratio_of_minima": round(min(times["vaelab"]) / min(times["hand"]), 3),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def main() -> None:
@@ -131,8 +150,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("overrides", nargs="*", help="config overrides for both loops")
     args = parser.parse_args()
-    write_result(args.json, measure(args.overrides, args.epochs, args.warmup_epochs, args.reps, args.threads,
-                                    args.device))
+    write_result(
+        args.json, measure(args.overrides, args.epochs, args.warmup_epochs, args.reps, args.threads, args.device)
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ count means other processes competed for the CPU and the numbers are noisy).
 MNIST cases need the MNIST files: ``--data-dir`` (default: $VAELAB_DATA_DIR, else ../shared/data beside the
 checkout); without them they are skipped with the reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,28 +54,62 @@ class Case:
 SMALL_SYNTH = ("data.n_samples=2000",)
 SMALL_MNIST = ("data.n_train=1024", "data.n_val=512")
 CASES = (
-    Case("loop_synthetic_b1024", "loop.py", ("--epochs", "100", "--", "data.batch_size=1024"),
-         ("--epochs", "2", "--reps", "1", "--", "data.batch_size=256", *SMALL_SYNTH), gpu=True,
-         targets={"ratio": 1.10}),
-    Case("loop_synthetic_b128", "loop.py", ("--epochs", "50", "--", "data.batch_size=128"),
-         ("--epochs", "2", "--reps", "1", "--", "data.batch_size=128", *SMALL_SYNTH), gpu=True,
-         targets={"ratio": 1.25}),
-    Case("loop_mnist_b128", "loop.py", ("--epochs", "5", "--reps", "3", "--", "experiment=vae_mnist"),
-         ("--epochs", "1", "--reps", "1", "--", "experiment=vae_mnist", *SMALL_MNIST), mnist=True, gpu=True,
-         targets={"ratio": 1.10}),
-    Case("loop_ivae_b64", "loop.py", ("--epochs", "5", "--reps", "3", "--", "experiment=ivae", "compile=false"),
-         ("--epochs", "1", "--reps", "1", "--", "experiment=ivae", "compile=false",
-          "data.points_per_segment=100"),
-         needs=("conf/experiment/ivae.yaml", "src/vaelab/models/ivae.py"), gpu=True),
-    Case("diagnostics", "diagnostics.py", ("--reps", "3"), ("--reps", "1", "--size", "0.05"),
-         targets={"seconds": {"MI": 30.0, "IW-NLL": 30.0}}),
-    Case("default_synthetic", "default_run.py", (), ("--", "trainer.max_epochs=2", *SMALL_SYNTH),
-         targets={"diagnostics_share": 0.05}),
-    Case("default_mnist", "default_run.py", ("--", "experiment=vae_mnist"),
-         ("--", "experiment=vae_mnist", "trainer.max_epochs=1", *SMALL_MNIST), mnist=True,
-         targets={"diagnostics_share": 0.05, "peak_rss_mb": 1500}),
-    Case("sweep", "sweep.py", ("--reps", "2"),
-         ("--reps", "1", "--grid", "seed=0,1", "--epochs", "1", *SMALL_SYNTH)),
+    Case(
+        "loop_synthetic_b1024",
+        "loop.py",
+        ("--epochs", "100", "--", "data.batch_size=1024"),
+        ("--epochs", "2", "--reps", "1", "--", "data.batch_size=256", *SMALL_SYNTH),
+        gpu=True,
+        targets={"ratio": 1.10},
+    ),
+    Case(
+        "loop_synthetic_b128",
+        "loop.py",
+        ("--epochs", "50", "--", "data.batch_size=128"),
+        ("--epochs", "2", "--reps", "1", "--", "data.batch_size=128", *SMALL_SYNTH),
+        gpu=True,
+        targets={"ratio": 1.25},
+    ),
+    Case(
+        "loop_mnist_b128",
+        "loop.py",
+        ("--epochs", "5", "--reps", "3", "--", "experiment=vae_mnist"),
+        ("--epochs", "1", "--reps", "1", "--", "experiment=vae_mnist", *SMALL_MNIST),
+        mnist=True,
+        gpu=True,
+        targets={"ratio": 1.10},
+    ),
+    Case(
+        "loop_ivae_b64",
+        "loop.py",
+        ("--epochs", "5", "--reps", "3", "--", "experiment=ivae", "compile=false"),
+        ("--epochs", "1", "--reps", "1", "--", "experiment=ivae", "compile=false", "data.points_per_segment=100"),
+        needs=("conf/experiment/ivae.yaml", "src/vaelab/models/ivae.py"),
+        gpu=True,
+    ),
+    Case(
+        "diagnostics",
+        "diagnostics.py",
+        ("--reps", "3"),
+        ("--reps", "1", "--size", "0.05"),
+        targets={"seconds": {"MI": 30.0, "IW-NLL": 30.0}},
+    ),
+    Case(
+        "default_synthetic",
+        "default_run.py",
+        (),
+        ("--", "trainer.max_epochs=2", *SMALL_SYNTH),
+        targets={"diagnostics_share": 0.05},
+    ),
+    Case(
+        "default_mnist",
+        "default_run.py",
+        ("--", "experiment=vae_mnist"),
+        ("--", "experiment=vae_mnist", "trainer.max_epochs=1", *SMALL_MNIST),
+        mnist=True,
+        targets={"diagnostics_share": 0.05, "peak_rss_mb": 1500},
+    ),
+    Case("sweep", "sweep.py", ("--reps", "2"), ("--reps", "1", "--grid", "seed=0,1", "--epochs", "1", *SMALL_SYNTH)),
 )
 
 
@@ -118,8 +153,14 @@ def run_case(case: Case, args: argparse.Namespace) -> dict:
         print(f"[bench] {case.name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=case.timeout_s, cwd=tmp,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=case.timeout_s,
+                cwd=tmp,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {case.timeout_s} s"}
         elapsed = round(time.perf_counter() - start, 1)
@@ -138,9 +179,11 @@ def selected(names: list[str] | None, device: str) -> list[Case]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--out", required=True, help="folder for bench.json and bench.md")
     parser.add_argument("--cases", nargs="+", help="case names or prefixes (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: the loop cases on the GPU")
@@ -153,8 +196,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results = {"machine": machine(), "device": args.device, "tiny": args.tiny, "load_at_start": load_average(),
-               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "cases": {}}
+    results = {
+        "machine": machine(),
+        "device": args.device,
+        "tiny": args.tiny,
+        "load_at_start": load_average(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cases": {},
+    }
     for case in selected(args.cases, args.device):
         result = run_case(case, args)
         results["cases"][case.name] = {**result, "targets": case.targets}

@@ -7,6 +7,7 @@ the launchers so slow drifts of a shared machine hit both. Every job uses one th
     python scripts/bench/sweep.py                                  # manifold_dim 2,3 x seed 0,1, 100 epochs
     python scripts/bench/sweep.py --grid "data.manifold_dim=2,3 seed=0,1,2" --epochs 300 --reps 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,17 @@ LAUNCHERS = {"sequential": [], "joblib_2": ["hydra/launcher=joblib", "hydra.laun
 
 def run_grid(grid: list[str], launcher: list[str], out: Path) -> float:
     """Wall seconds of one `vaelab-train -m` over `grid`; raises if any job did not complete."""
-    cmd = [sys.executable, "-m", "vaelab.train", "-m", *grid, *launcher, "logger=none",
-           "callbacks.progress_bar=null", f"hydra.sweep.dir={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vaelab.train",
+        "-m",
+        *grid,
+        *launcher,
+        "logger=none",
+        "callbacks.progress_bar=null",
+        f"hydra.sweep.dir={out}",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     elapsed = time.perf_counter() - start
@@ -48,11 +58,18 @@ def measure(grid: list[str], reps: int) -> dict:
             for name in order:
                 times[name].append(run_grid(grid, LAUNCHERS[name], Path(tmp) / f"{name}_{rep}"))
     medians = {name: statistics.median(ts) for name, ts in times.items()}
-    return {"kind": "sweep", "grid": grid, "n_jobs": n_jobs, "reps": reps, "cpu_count": os.cpu_count(),
-            "seconds": {name: summary(ts) for name, ts in times.items()},
-            "jobs_per_s": {name: round(n_jobs / m, 3) for name, m in medians.items()},
-            "throughput_ratio": round(medians["sequential"] / medians["joblib_2"], 3),
-            "load_before": load_before, "load_after": load_average()}
+    return {
+        "kind": "sweep",
+        "grid": grid,
+        "n_jobs": n_jobs,
+        "reps": reps,
+        "cpu_count": os.cpu_count(),
+        "seconds": {name: summary(ts) for name, ts in times.items()},
+        "jobs_per_s": {name: round(n_jobs / m, 3) for name, m in medians.items()},
+        "throughput_ratio": round(medians["sequential"] / medians["joblib_2"], 3),
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
 
 
 def main() -> None:

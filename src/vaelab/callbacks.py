@@ -1,5 +1,6 @@
 """Callbacks: diagnostics (vaelab.diagnostics' evaluators) on the validation split during training and on the test
 split at the end, the resumable ``last.ckpt`` (periodic, and on SIGINT/SIGTERM), the progress bar."""
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,9 @@ class Diagnostics(L.Callback):
     entry per validation run, what vaelab.convergence judges convergence from.
     """
 
-    def __init__(self, evaluators: Mapping[str, Evaluator | None], every_n_epochs: int = 10,
-                 eval_batch_size: int = 4096):
+    def __init__(
+        self, evaluators: Mapping[str, Evaluator | None], every_n_epochs: int = 10, eval_batch_size: int = 4096
+    ):
         if every_n_epochs < 1:
             raise ConfigError(f"callbacks.diagnostics.every_n_epochs={every_n_epochs} must be >= 1")
         self.every_n_epochs, self.eval_batch_size = every_n_epochs, eval_batch_size
@@ -56,9 +58,14 @@ class Diagnostics(L.Callback):
         from vaelab.evaluation import evaluation_context
 
         datamodule = trainer.datamodule
-        ctx = evaluation_context(module.model, split, datamodule.split(split), self.eval_batch_size,
-                                 getattr(module, "eval_seed", 0),
-                                 getattr(datamodule, "evaluation_split", datamodule.split))
+        ctx = evaluation_context(
+            module.model,
+            split,
+            datamodule.split(split),
+            self.eval_batch_size,
+            getattr(module, "eval_seed", 0),
+            getattr(datamodule, "evaluation_split", datamodule.split),
+        )
         evaluation = run_evaluators(self.evaluators, ctx)
         results = evaluation.results()
         if split == "val":
@@ -70,11 +77,19 @@ class Diagnostics(L.Callback):
     def _history_entry(self, step: int, results: dict) -> dict:
         missing = [key for key in HISTORY_KEYS if key not in results]
         if missing:
-            raise ConfigError(f"callbacks.diagnostics.evaluators: convergence reads {missing} from every validation "
-                              "run; keep the evaluators active_dims, active_units and loss_terms")
-        return {"step": step, "active_dims": results["active_dims"], "active_units": results["active_units"],
-                "encoder_var": results["per_dim_encoder_var"], "neg_elbo": -results["elbo"],
-                "gamma": results.get("gamma"), "group_encoder_var": results.get("group_encoder_var")}
+            raise ConfigError(
+                f"callbacks.diagnostics.evaluators: convergence reads {missing} from every validation "
+                "run; keep the evaluators active_dims, active_units and loss_terms"
+            )
+        return {
+            "step": step,
+            "active_dims": results["active_dims"],
+            "active_units": results["active_units"],
+            "encoder_var": results["per_dim_encoder_var"],
+            "neg_elbo": -results["elbo"],
+            "gamma": results.get("gamma"),
+            "group_encoder_var": results.get("group_encoder_var"),
+        }
 
     @staticmethod
     def _log(trainer: L.Trainer, split: str, evaluation: Evaluation) -> None:
@@ -116,13 +131,16 @@ class LastCheckpoint(Checkpoint):
 
     FILENAME = "last.ckpt"
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 25, every_n_seconds: float | None = 60.0,
-                 on_signal: bool = True):
+    def __init__(
+        self, dirpath: str, every_n_epochs: int = 25, every_n_seconds: float | None = 60.0, on_signal: bool = True
+    ):
         if every_n_epochs < 1:
             raise ConfigError(f"callbacks.last_checkpoint.every_n_epochs={every_n_epochs} must be >= 1")
         if every_n_seconds is not None and not every_n_seconds > 0:
-            raise ConfigError(f"callbacks.last_checkpoint.every_n_seconds={every_n_seconds} must be > 0 "
-                              "(or null for epoch-based saves only)")
+            raise ConfigError(
+                f"callbacks.last_checkpoint.every_n_seconds={every_n_seconds} must be > 0 "
+                "(or null for epoch-based saves only)"
+            )
         self.path = Path(dirpath) / self.FILENAME
         self.every_n_epochs, self.every_n_seconds, self.on_signal = every_n_epochs, every_n_seconds, on_signal
         self.signal_received: tuple[str, int] | None = None
@@ -137,9 +155,11 @@ class LastCheckpoint(Checkpoint):
     def save(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         bad = [name for name, p in module.named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            raise DivergenceError(f"non-finite weights {bad[:3]} at step {trainer.global_step}; the last good "
-                                  f"checkpoint {self.path} is kept", {"diverged_at_step": trainer.global_step,
-                                                                      "diverged_on": "weights"})
+            raise DivergenceError(
+                f"non-finite weights {bad[:3]} at step {trainer.global_step}; the last good "
+                f"checkpoint {self.path} is kept",
+                {"diverged_at_step": trainer.global_step, "diverged_on": "weights"},
+            )
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
@@ -154,8 +174,11 @@ class LastCheckpoint(Checkpoint):
             self.save(trainer, module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        due = ((trainer.current_epoch + 1) % self.every_n_epochs == 0 or self.signal_received is not None or (
-            self.every_n_seconds is not None and time.monotonic() - self._saved_at >= self.every_n_seconds))
+        due = (
+            (trainer.current_epoch + 1) % self.every_n_epochs == 0
+            or self.signal_received is not None
+            or (self.every_n_seconds is not None and time.monotonic() - self._saved_at >= self.every_n_seconds)
+        )
         if due or trainer.should_stop:
             self.save(trainer, module)
         if self.signal_received is not None:
@@ -191,8 +214,12 @@ class LastCheckpoint(Checkpoint):
             self._restore_handlers()
             raise KeyboardInterrupt
         self.signal_received = (signal.Signals(signum).name, signum)
-        print(f"vaelab: {self.signal_received[0]} received: finishing this epoch and saving {self.path} "
-              "(send it again to stop at once, without saving)", file=sys.stderr, flush=True)
+        print(
+            f"vaelab: {self.signal_received[0]} received: finishing this epoch and saving {self.path} "
+            "(send it again to stop at once, without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class StepProgressBar(ProgressBar):
@@ -202,8 +229,10 @@ class StepProgressBar(ProgressBar):
     def __init__(self, refresh_rate: int = 200):
         super().__init__()
         if refresh_rate < 1:
-            raise ConfigError(f"callbacks.progress_bar.refresh_rate={refresh_rate} must be >= 1; to turn the "
-                              "bar off set callbacks.progress_bar=null")
+            raise ConfigError(
+                f"callbacks.progress_bar.refresh_rate={refresh_rate} must be >= 1; to turn the "
+                "bar off set callbacks.progress_bar=null"
+            )
         self.refresh_rate = refresh_rate
         self._enabled = True
         self._bar: tqdm | None = None
@@ -217,16 +246,26 @@ class StepProgressBar(ProgressBar):
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self._enabled and trainer.is_global_zero:
             total = module.total_steps() if hasattr(module, "total_steps") else trainer.estimated_stepping_batches
-            self._bar = tqdm(total=int(total), initial=trainer.global_step,
-                             desc="training", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+            self._bar = tqdm(
+                total=int(total),
+                initial=trainer.global_step,
+                desc="training",
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=sys.stderr,
+            )
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx) -> None:
         if self._bar is not None and trainer.global_step - self._bar.n >= self.refresh_rate:
             self._bar.n = trainer.global_step
             shown = {k: getattr(module, "last_train_terms", {}).get(k) for k in POSTFIX}
             shown["val/loss"] = trainer.callback_metrics.get("val/loss")
-            self._bar.set_postfix({k: f"{float(v):.4g}" for k, v in shown.items() if v is not None},
-                                  refresh=False, epoch=trainer.current_epoch)
+            self._bar.set_postfix(
+                {k: f"{float(v):.4g}" for k, v in shown.items() if v is not None},
+                refresh=False,
+                epoch=trainer.current_epoch,
+            )
             self._bar.refresh()
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:

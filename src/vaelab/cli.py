@@ -4,6 +4,7 @@
 Free of torch/Lightning imports: a command-line error is reported before they load (``vaelab.train.build`` loads
 them).
 """
+
 from __future__ import annotations
 
 import signal
@@ -19,8 +20,9 @@ from vaelab.run_dir import LAST_CKPT
 from vaelab.run_record import RUN_CONTROL_KEYS, read_metrics
 from vaelab.sweep import missing_plugin
 
-GROUP_OFF_HINTS = {"kl_warmup": "where an experiment turned the warm-up on, kl_warmup.beta0=1 keeps the KL weight "
-                                 "at 1 (no warm-up)"}
+GROUP_OFF_HINTS = {
+    "kl_warmup": "where an experiment turned the warm-up on, kl_warmup.beta0=1 keeps the KL weight at 1 (no warm-up)"
+}
 
 
 def _override_key(override: str) -> str:
@@ -53,34 +55,45 @@ def expand_resume(argv: list[str]) -> list[str]:
     if resume is None:
         return argv
     if "-m" in argv or "--multirun" in argv:
-        raise ConfigError("resume= continues one run; to finish an interrupted sweep run it again with "
-                          "skip_completed=true hydra.sweep.dir=<sweep dir>")
+        raise ConfigError(
+            "resume= continues one run; to finish an interrupted sweep run it again with "
+            "skip_completed=true hydra.sweep.dir=<sweep dir>"
+        )
     run_dir = Path(resume).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not (run_dir / LAST_CKPT).is_file():
-        raise ConfigError(f"resume={resume}: no {LAST_CKPT} in that directory (a run saves it when training "
-                          "starts); start the run again instead")
+        raise ConfigError(
+            f"resume={resume}: no {LAST_CKPT} in that directory (a run saves it when training "
+            "starts); start the run again instead"
+        )
     if not saved.is_file():
-        raise ConfigError(f"resume={resume}: no .hydra/overrides.yaml in that directory, so its config is "
-                          "unknown; use ckpt_path=<checkpoint> with the run's overrides instead")
+        raise ConfigError(
+            f"resume={resume}: no .hydra/overrides.yaml in that directory, so its config is "
+            "unknown; use ckpt_path=<checkpoint> with the run's overrides instead"
+        )
     given = [a for a in argv if _override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir")]
     keys = {_override_key(a) for a in given}
     own = [str(o) for o in OmegaConf.load(saved) or []]
     own = [o for o in own if _override_key(o) not in RUN_CONTROL_KEYS and _override_key(o) not in keys]
-    return [*own, *given, f"resume='{run_dir}'", f"ckpt_path='{run_dir / LAST_CKPT}'",
-            f"hydra.run.dir='{run_dir}'"]
+    return [*own, *given, f"resume='{run_dir}'", f"ckpt_path='{run_dir / LAST_CKPT}'", f"hydra.run.dir='{run_dir}'"]
 
 
 def check_run_dir(argv: list[str]) -> None:
     """A ``hydra.run.dir`` that already holds a run is refused before Hydra writes its .hydra/ files there."""
     run_dir = _option(argv, "hydra.run.dir")
-    if run_dir is None or "-m" in argv or "--multirun" in argv or any(
-            _option(argv, key) not in (None, "null", "false") for key in RUN_CONTROL_KEYS):
+    if (
+        run_dir is None
+        or "-m" in argv
+        or "--multirun" in argv
+        or any(_option(argv, key) not in (None, "null", "false") for key in RUN_CONTROL_KEYS)
+    ):
         return
     previous = read_metrics(run_dir)
     if previous is not None:
-        raise RunExistsError(f"{run_dir} already holds a run (status {previous.get('status')}); vaelab never "
-                             f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}")
+        raise RunExistsError(
+            f"{run_dir} already holds a run (status {previous.get('status')}); vaelab never "
+            f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}"
+        )
 
 
 def null_group_override(argv: list[str]) -> str | None:
@@ -93,10 +106,15 @@ def null_group_override(argv: list[str]) -> str | None:
         key, _, value = arg.partition("=")
         if value.strip("'\"") == "null" and (conf / key.lstrip("+")).is_dir():
             group = key.lstrip("+")
-            hint = GROUP_OFF_HINTS.get(group, "one an experiment turned on stays on (its values would be left "
-                                              "without their class): use a run without that experiment")
-            return (f"{arg}: a config group cannot be set to null on the command line; pick one of its options "
-                    f"({group}=<option>), or leave it out; {hint}")
+            hint = GROUP_OFF_HINTS.get(
+                group,
+                "one an experiment turned on stays on (its values would be left "
+                "without their class): use a run without that experiment",
+            )
+            return (
+                f"{arg}: a config group cannot be set to null on the command line; pick one of its options "
+                f"({group}=<option>), or leave it out; {hint}"
+            )
     return None
 
 
@@ -104,12 +122,17 @@ def format_summary(result: dict[str, Any]) -> str:
     """A few lines for the terminal after a completed run: active dims, gamma, reconstruction error, where the
     files are."""
     truth = f" (manifold_dim = {result['true_manifold_dim']})" if "true_manifold_dim" in result else ""
-    numbers = "   ".join(f"{k} = {result[k]:.4g}{unit}" for k, unit in
-                           (("gamma", ""), ("recon_mse", ""), ("elbo", " nats"), ("kl", " nats")) if k in result)
-    lines = [f"vaelab: {result['status']} in {result['wall_time_s']:.1f} s",
-             f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
-             f"  {numbers}",
-             "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"]))]
+    numbers = "   ".join(
+        f"{k} = {result[k]:.4g}{unit}"
+        for k, unit in (("gamma", ""), ("recon_mse", ""), ("elbo", " nats"), ("kl", " nats"))
+        if k in result
+    )
+    lines = [
+        f"vaelab: {result['status']} in {result['wall_time_s']:.1f} s",
+        f"  active_dims = {result['active_dims']}{truth}   active_units = {result['active_units']}",
+        f"  {numbers}",
+        "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"])),
+    ]
     if "converged" in result:
         lines.append(f"  converged: {'yes' if result['converged'] else 'NO'} ({result['convergence']['reason']})")
     if result.get("gamma_at_floor"):

@@ -1,4 +1,5 @@
 """Compose vaelab's config outside a ``vaelab-train`` process (tests, benchmarks, notebooks)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ def job_dirname(num: int, overrides: str) -> str:
     if len(name.encode()) <= MAX_JOB_DIRNAME:
         return name
     digest = hashlib.sha1(overrides.encode()).hexdigest()[:12]
-    return name.encode()[:MAX_JOB_DIRNAME - 14].decode(errors="ignore") + f"~{digest}"
+    return name.encode()[: MAX_JOB_DIRNAME - 14].decode(errors="ignore") + f"~{digest}"
 
 
 if not OmegaConf.has_resolver("vaelab_job_dir"):

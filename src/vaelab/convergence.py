@@ -28,6 +28,7 @@ a learnable decoder variance, gamma). A run has converged when
   equal those at the end of the previous learning-rate cycle. Dims can sit closed while the learning rate
   anneals to zero and open when training goes on (a saddle, not a solution): only more training shows it.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,9 +44,15 @@ EXTEND_CHOICES = ("auto", True, False)
 LOCAL_DIM_MAX_WIDTH = 256  # wider samples (images) get no local-dimension check: their neighbourhoods are too sparse
 
 
-def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band: Sequence[float] = (0.05, 0.8),
-           loss_rtol: float = 0.01, learnable_gamma: bool = False,
-           extensions: Sequence[Mapping[str, Any]] = (), data_dimension: int | None = None) -> dict[str, Any]:
+def assess(
+    history: Sequence[Mapping[str, Any]],
+    window: int = 3,
+    variance_band: Sequence[float] = (0.05, 0.8),
+    loss_rtol: float = 0.01,
+    learnable_gamma: bool = False,
+    extensions: Sequence[Mapping[str, Any]] = (),
+    data_dimension: int | None = None,
+) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
     ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``
     and ``gamma``;
@@ -57,22 +64,32 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
     low, high = variance_band
     recent = list(history[-window:])
     checks: dict[str, bool] = {"enough_evaluations": len(history) >= window}
-    evidence: dict[str, Any] = {"evaluations": len(history), "window": window,
-                                "window_steps": [recent[0]["step"], recent[-1]["step"]] if recent else None,
-                                "active_dims_window": [e["active_dims"] for e in recent]}
-    reasons = [] if checks["enough_evaluations"] else [
-        f"only {len(history)} validation evaluation(s), {window} needed (train longer or evaluate more often)"]
+    evidence: dict[str, Any] = {
+        "evaluations": len(history),
+        "window": window,
+        "window_steps": [recent[0]["step"], recent[-1]["step"]] if recent else None,
+        "active_dims_window": [e["active_dims"] for e in recent],
+    }
+    reasons = (
+        []
+        if checks["enough_evaluations"]
+        else [f"only {len(history)} validation evaluation(s), {window} needed (train longer or evaluate more often)"]
+    )
     if recent:
         ads = evidence["active_dims_window"]
         checks["active_dims_stable"] = len(set(ads)) == 1
         if not checks["active_dims_stable"]:
-            reasons.append(f"active dims still changing ({' -> '.join(map(str, ads))} over the last "
-                           f"{len(ads)} evaluations)")
+            reasons.append(
+                f"active dims still changing ({' -> '.join(map(str, ads))} over the last {len(ads)} evaluations)"
+            )
         last = recent[-1]
         groups = last.get("group_encoder_var")  # data with classes/groups: variances judged within each
         if learnable_gamma:
-            variances = {(g, j): v for g, group in enumerate(groups) for j, v in enumerate(group)} if groups \
+            variances = (
+                {(g, j): v for g, group in enumerate(groups) for j, v in enumerate(group)}
+                if groups
                 else dict(enumerate(last["encoder_var"]))
+            )
             ambiguous = {key: v for key, v in variances.items() if low < v < high}
             checks["variance_split"] = not ambiguous
             evidence["ambiguous_dims"] = {(_dim_name(k) if groups else k): v for k, v in ambiguous.items()}
@@ -81,17 +98,20 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
             evidence["max_active_var"] = max(active) if active else None
             evidence["min_inactive_var"] = min(inactive) if inactive else None
             if ambiguous:
-                reasons.append(f"{len(ambiguous)} dim(s) with encoder variance between {low:g} and {high:g} "
-                               "(" + ", ".join(f"{_dim_name(k)}: {v:.2g}" for k, v in list(ambiguous.items())[:6])
-                               + ")")
+                reasons.append(
+                    f"{len(ambiguous)} dim(s) with encoder variance between {low:g} and {high:g} "
+                    "(" + ", ".join(f"{_dim_name(k)}: {v:.2g}" for k, v in list(ambiguous.items())[:6]) + ")"
+                )
             # with groups, a dim is used when any group uses it: the posterior means vary in exactly those
             used = len({key[1] for key, v in variances.items() if v <= low}) if groups else last["active_dims"]
             if last.get("active_units") is not None:
                 checks["units_match_dims"] = last["active_units"] == used
                 evidence["active_units"] = last["active_units"]
                 if not checks["units_match_dims"]:
-                    reasons.append(f"{last['active_units']} active units (posterior means that vary) but "
-                                   f"{used} {'dims active in some group' if groups else 'active dims'}")
+                    reasons.append(
+                        f"{last['active_units']} active units (posterior means that vary) but "
+                        f"{used} {'dims active in some group' if groups else 'active dims'}"
+                    )
             gammas = [e.get("gamma") for e in recent]
             if all(g is not None and g > 0 for g in gammas):
                 evidence["log_gamma_change_window"] = math.log(gammas[-1]) - math.log(gammas[0])
@@ -101,28 +121,38 @@ def assess(history: Sequence[Mapping[str, Any]], window: int = 3, variance_band:
         if not learnable_gamma:
             checks["loss_settled"] = change < loss_rtol
             if not checks["loss_settled"]:
-                reasons.append(f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
-                               f"{change:.2%} over the window; tolerance {loss_rtol:.2%})")
+                reasons.append(
+                    f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
+                    f"{change:.2%} over the window; tolerance {loss_rtol:.2%})"
+                )
         if data_dimension is not None:
-            covered = max(sum(v <= low for v in group) for group in groups) if learnable_gamma and groups \
+            covered = (
+                max(sum(v <= low for v in group) for group in groups)
+                if learnable_gamma and groups
                 else last["active_dims"]
+            )
             checks["dims_cover_data"] = covered >= data_dimension
             evidence["data_local_dimension"] = data_dimension
             if not checks["dims_cover_data"]:
-                reasons.append(f"{covered} active dims but the data's local dimension is "
-                               f"{data_dimension} (local PCA): a direction of the data is not represented")
+                reasons.append(
+                    f"{covered} active dims but the data's local dimension is "
+                    f"{data_dimension} (local PCA): a direction of the data is not represented"
+                )
         if extensions:
             before = extensions[-1]["active_dims_before"]
             checks["held_through_extension"] = last["active_dims"] == before
             evidence["extensions"] = list(extensions)
             if not checks["held_through_extension"]:
-                reasons.append(f"active dims changed from {before} to {last['active_dims']} in the last "
-                               "extension of training")
+                reasons.append(
+                    f"active dims changed from {before} to {last['active_dims']} in the last extension of training"
+                )
     converged = all(checks.values())
     if converged:
-        reasons = [f"active dims {recent[-1]['active_dims']} over the last {len(recent)} evaluations"
-                   + (", variances split" if learnable_gamma else f", loss within {loss_rtol:.2%}")
-                   + (f", held through {len(extensions)} extension(s)" if extensions else "")]
+        reasons = [
+            f"active dims {recent[-1]['active_dims']} over the last {len(recent)} evaluations"
+            + (", variances split" if learnable_gamma else f", loss within {loss_rtol:.2%}")
+            + (f", held through {len(extensions)} extension(s)" if extensions else "")
+        ]
     evidence["checks"] = checks
     evidence["reason"] = "; ".join(reasons)
     return {"converged": converged, "convergence": evidence}
@@ -153,22 +183,33 @@ class Convergence(L.Callback):
     window, variance_band, loss_rtol: the criterion of ``assess``.
     """
 
-    def __init__(self, extend: str | bool = "auto", extension_epochs: int | None = None,
-                 max_epochs: int | None = None, min_extensions: int = 1, window: int = 3,
-                 variance_band: Sequence[float] = (0.05, 0.8), loss_rtol: float = 0.01):
+    def __init__(
+        self,
+        extend: str | bool = "auto",
+        extension_epochs: int | None = None,
+        max_epochs: int | None = None,
+        min_extensions: int = 1,
+        window: int = 3,
+        variance_band: Sequence[float] = (0.05, 0.8),
+        loss_rtol: float = 0.01,
+    ):
         if extend not in EXTEND_CHOICES:
             raise ConfigError(f"callbacks.convergence.extend={extend!r} must be one of auto, true, false")
         if window < 2:
             raise ConfigError(f"callbacks.convergence.window={window} must be >= 2 (evaluations compared)")
         band = [float(b) for b in variance_band]
         if len(band) != 2 or not 0 < band[0] < band[1]:
-            raise ConfigError(f"callbacks.convergence.variance_band={list(variance_band)} must be two numbers "
-                              "0 < low < high (e.g. [0.05, 0.8])")
+            raise ConfigError(
+                f"callbacks.convergence.variance_band={list(variance_band)} must be two numbers "
+                "0 < low < high (e.g. [0.05, 0.8])"
+            )
         if not loss_rtol > 0:
             raise ConfigError(f"callbacks.convergence.loss_rtol={loss_rtol} must be > 0 (e.g. 0.01)")
         if extension_epochs is not None and extension_epochs < 1:
-            raise ConfigError(f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
-                              "a third of trainer.max_epochs)")
+            raise ConfigError(
+                f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
+                "a third of trainer.max_epochs)"
+            )
         if min_extensions < 0:
             raise ConfigError(f"callbacks.convergence.min_extensions={min_extensions} must be >= 0")
         self.extend_option, self.extension_epochs, self.max_epochs = extend, extension_epochs, max_epochs
@@ -185,9 +226,11 @@ class Convergence(L.Callback):
         maximum = self.max_epochs if self.max_epochs is not None else 3 * base_epochs
         needed = base_epochs + self.min_extensions * extension
         if maximum < needed:
-            raise ConfigError(f"callbacks.convergence.max_epochs={maximum} is below the minimum {needed} "
-                              f"(trainer.max_epochs={base_epochs} + callbacks.convergence.min_extensions="
-                              f"{self.min_extensions} x {extension} epochs); raise it, or lower min_extensions")
+            raise ConfigError(
+                f"callbacks.convergence.max_epochs={maximum} is below the minimum {needed} "
+                f"(trainer.max_epochs={base_epochs} + callbacks.convergence.min_extensions="
+                f"{self.min_extensions} x {extension} epochs); raise it, or lower min_extensions"
+            )
         return extension, maximum
 
     def extends(self, module: L.LightningModule) -> bool:
@@ -196,16 +239,29 @@ class Convergence(L.Callback):
         return bool(self.extend_option)
 
     def verdict(self, history: Sequence[Mapping[str, Any]], module: L.LightningModule) -> dict[str, Any]:
-        return assess(history, self.window, self.variance_band, self.loss_rtol,
-                      has_learnable_gamma(module.model), self.extensions, self.data_dimension)
+        return assess(
+            history,
+            self.window,
+            self.variance_band,
+            self.loss_rtol,
+            has_learnable_gamma(module.model),
+            self.extensions,
+            self.data_dimension,
+        )
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """The data's local dimension, for unconditional models with a learnable gamma on vector data."""
         from vaelab.metrics import local_pca_dimension
 
         spec = trainer.datamodule.spec
-        if not has_learnable_gamma(module.model) or spec.condition_dim or spec.aux_dim or \
-                len(spec.x_shape) != 1 or spec.x_dim > LOCAL_DIM_MAX_WIDTH or spec.vocab_size:
+        if (
+            not has_learnable_gamma(module.model)
+            or spec.condition_dim
+            or spec.aux_dim
+            or len(spec.x_shape) != 1
+            or spec.x_dim > LOCAL_DIM_MAX_WIDTH
+            or spec.vocab_size
+        ):
             return
         x = trainer.datamodule.split("train")["x"]
         if len(x) >= 10 * max(2 * spec.x_dim, 20):
@@ -233,13 +289,21 @@ class Convergence(L.Callback):
         if trainer.strategy.broadcast(wanted and trainer.max_epochs + extension <= maximum, src=0):
             self._extend(trainer, module, extension, diagnostics.history[-1]["active_dims"], verdict)
 
-    def _extend(self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int,
-                verdict: dict[str, Any]) -> None:
+    def _extend(
+        self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int, verdict: dict[str, Any]
+    ) -> None:
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
-        self.extensions.append({"at_epoch": trainer.max_epochs, "at_step": trainer.global_step,
-                                "epochs": epochs, "active_dims_before": active_dims,
-                                "reason": verdict["convergence"]["reason"] if not verdict["converged"]
-                                else "confirmation: the active dims must hold through more training"})
+        self.extensions.append(
+            {
+                "at_epoch": trainer.max_epochs,
+                "at_step": trainer.global_step,
+                "epochs": epochs,
+                "active_dims_before": active_dims,
+                "reason": verdict["convergence"]["reason"]
+                if not verdict["converged"]
+                else "confirmation: the active dims must hold through more training",
+            }
+        )
         trainer.fit_loop.max_epochs = trainer.max_epochs + epochs
         if trainer.fit_loop.epoch_loop.max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch
@@ -251,9 +315,12 @@ class Convergence(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         trainer = self._trainer
-        return {"extensions": self.extensions, "base_epochs": self.base_epochs,
-                "max_epochs": None if trainer is None else trainer.max_epochs,
-                "max_steps": None if trainer is None else trainer.fit_loop.epoch_loop.max_steps}
+        return {
+            "extensions": self.extensions,
+            "base_epochs": self.base_epochs,
+            "max_epochs": None if trainer is None else trainer.max_epochs,
+            "max_steps": None if trainer is None else trainer.fit_loop.epoch_loop.max_steps,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed run keeps its extensions: the raised epoch (and, where set, step) limits come back."""

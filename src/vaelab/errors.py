@@ -1,4 +1,5 @@
 """Errors that vaelab reports to the user as one line."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +29,13 @@ class RunInterrupted(Exception):
     """SIGINT/SIGTERM stopped training at an epoch boundary after checkpoints/last.ckpt was saved."""
 
     def __init__(self, signal_name: str, signum: int, checkpoint: str, epoch: int, step: int):
-        super().__init__(f"{signal_name} received: stopped after epoch {epoch} (step {step}); "
-                         f"checkpoint saved to {checkpoint}")
-        self.signal_name, self.signum, self.checkpoint, self.epoch, self.step = (signal_name, signum, checkpoint,
-                                                                               epoch, step)
+        super().__init__(
+            f"{signal_name} received: stopped after epoch {epoch} (step {step}); checkpoint saved to {checkpoint}"
+        )
+        self.signal_name, self.signum, self.checkpoint, self.epoch, self.step = (
+            signal_name,
+            signum,
+            checkpoint,
+            epoch,
+            step,
+        )

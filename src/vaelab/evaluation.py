@@ -1,5 +1,6 @@
 """Evaluate a model on a whole split: one pass for the posterior statistics and loss terms, the context every
 evaluator (vaelab.diagnostics) reads, and the default evaluators' results outside training."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,7 +33,7 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
-            batch = {k: v[start:start + batch_size].to(device, non_blocking=True) for k, v in split.items()}
+            batch = {k: v[start : start + batch_size].to(device, non_blocking=True) for k, v in split.items()}
             q = model.encode(batch)
             p = model.prior(batch)
             means.append(q.mean)
@@ -47,19 +48,29 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
     model.train(was_training)
     cat = lambda ts: torch.cat(ts).cpu()  # noqa: E731
     prior = DiagonalGaussian(cat(prior_means), cat(prior_logvars)) if prior_means else None
-    return {"posterior": DiagonalGaussian(cat(means), cat(logvars)), "prior": prior,
-            "x_hat": cat(x_hats) if x_hats else None,
-            "loss_terms": {name: total / n for name, total in sums.items()}}
+    return {
+        "posterior": DiagonalGaussian(cat(means), cat(logvars)),
+        "prior": prior,
+        "x_hat": cat(x_hats) if x_hats else None,
+        "loss_terms": {name: total / n for name, total in sums.items()},
+    }
 
 
-def evaluation_context(model: LatentVariableModel, split_name: str, split: Split, batch_size: int, seed: int = 0,
-                       load_split: Callable[[str], Split] | None = None,
-                       collected: dict | None = None) -> EvalContext:
+def evaluation_context(
+    model: LatentVariableModel,
+    split_name: str,
+    split: Split,
+    batch_size: int,
+    seed: int = 0,
+    load_split: Callable[[str], Split] | None = None,
+    collected: dict | None = None,
+) -> EvalContext:
     """What every evaluator reads about `split`: one collect_posterior pass (or `collected`, its result when the
     caller already has it)."""
     c = collected or collect_posterior(model, split, batch_size, seed)
-    return EvalContext(model, split_name, split, c["posterior"], c["prior"], c["x_hat"], c["loss_terms"],
-                       batch_size, seed, load_split)
+    return EvalContext(
+        model, split_name, split, c["posterior"], c["prior"], c["x_hat"], c["loss_terms"], batch_size, seed, load_split
+    )
 
 
 def default_evaluators(**settings: Any) -> dict[str, Evaluator]:
@@ -78,16 +89,29 @@ def default_evaluators(**settings: Any) -> dict[str, Evaluator]:
         raise
 
 
-def diagnose(model: LatentVariableModel, split: Split, batch_size: int, active_threshold: float = 0.1,
-             au_threshold: float = 0.01, seed: int = 0, collected: dict | None = None,
-             mcc_method: str = "pearson", mcc_sample: bool = False) -> dict:
+def diagnose(
+    model: LatentVariableModel,
+    split: Split,
+    batch_size: int,
+    active_threshold: float = 0.1,
+    au_threshold: float = 0.01,
+    seed: int = 0,
+    collected: dict | None = None,
+    mcc_method: str = "pearson",
+    mcc_sample: bool = False,
+) -> dict:
     """The metrics.json entries (numbers and per-dim / per-group lists) of the default evaluators on `split`,
     evaluated as a validation split (test-only evaluators leave it out), with the active-dims and active-units
     thresholds and the MCC options given here; `collected` is collect_posterior's result when the caller
     already has it."""
-    evaluators = default_evaluators(**{"active_dims.threshold": active_threshold,
-                                       "active_units.threshold": au_threshold,
-                                       "mcc.method": mcc_method, "mcc.sample": mcc_sample})
+    evaluators = default_evaluators(
+        **{
+            "active_dims.threshold": active_threshold,
+            "active_units.threshold": au_threshold,
+            "mcc.method": mcc_method,
+            "mcc.sample": mcc_sample,
+        }
+    )
     ctx = evaluation_context(model, "val", split, batch_size, seed, collected=collected)
     return run_evaluators(evaluators, ctx).results()
 
@@ -103,7 +127,7 @@ def posterior_means(model: LatentVariableModel, split: Split, batch_size: int, s
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, len(split["x"]), batch_size):
-            batch = {k: v[start:start + batch_size].to(device) for k, v in split.items()}
+            batch = {k: v[start : start + batch_size].to(device) for k, v in split.items()}
             means.append(model.encode(batch).mean.cpu())
     model.train(was_training)
     return torch.cat(means)

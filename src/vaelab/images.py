@@ -1,5 +1,6 @@
 """Image panels for TensorBoard when samples are images, x of shape (C, H, W) with values in [0, 1]:
 reconstructions, samples from the prior and latent traversals (no torchvision: grids are made here)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,13 +17,20 @@ def image_grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
     grid = images.new_ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
     for i, image in enumerate(images.clamp(0, 1)):
         top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
-        grid[:, top:top + h, left:left + w] = image
+        grid[:, top : top + h, left : left + w] = image
     return grid
 
 
 @torch.no_grad()
-def image_panels(model: LatentVariableModel, split: Split, dims: list[int], n: int = 16, steps: int = 9,
-                 span: float = 3.0, seed: int = 0) -> dict[str, torch.Tensor]:
+def image_panels(
+    model: LatentVariableModel,
+    split: Split,
+    dims: list[int],
+    n: int = 16,
+    steps: int = 9,
+    span: float = 3.0,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """Panels (each (C, H', W')) from the first `n` samples of `split`:
 
     - ``reconstructions``: originals (odd rows) above their reconstructions at the posterior mean;
@@ -46,16 +54,19 @@ def image_panels(model: LatentVariableModel, split: Split, dims: list[int], n: i
         offsets = torch.linspace(-span, span, steps, device=device)
         traversal = q.mean[:1].repeat(len(dims) * steps, 1)
         for row, j in enumerate(dims):
-            traversal[row * steps:(row + 1) * steps, j] = center[j] + offsets * scale[j]
+            traversal[row * steps : (row + 1) * steps, j] = center[j] + offsets * scale[j]
         first = {k: v[:1].expand(len(traversal), *v.shape[1:]) for k, v in batch.items()}
         traversals = model.reconstruction(model.decode(traversal, first))
     model.train(was_training)
     nrow = min(8, len(x))
-    pairs = torch.cat([torch.stack([x[i:i + nrow], x_hat[i:i + nrow]])
-                       for i in range(0, len(x) - nrow + 1, nrow)])  # (2 * rows, nrow, C, H, W)
-    return {"reconstructions": image_grid(pairs.flatten(0, 1).cpu(), nrow),
-            "samples": image_grid(samples.cpu(), nrow),
-            "traversals": image_grid(traversals.cpu(), steps)}
+    pairs = torch.cat(
+        [torch.stack([x[i : i + nrow], x_hat[i : i + nrow]]) for i in range(0, len(x) - nrow + 1, nrow)]
+    )  # (2 * rows, nrow, C, H, W)
+    return {
+        "reconstructions": image_grid(pairs.flatten(0, 1).cpu(), nrow),
+        "samples": image_grid(samples.cpu(), nrow),
+        "traversals": image_grid(traversals.cpu(), steps),
+    }
 
 
 def label_scatter(points: torch.Tensor, labels: torch.Tensor, max_points: int = 5000) -> torch.Tensor:

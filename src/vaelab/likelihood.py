@@ -5,6 +5,7 @@ model interface: ``-reconstruction_nll(x, decode(z, batch))``, ``prior(batch)`` 
 ``encode(batch)``. The noise of point n is drawn from its own generator seeded by (seed, n), so the estimate
 of a point does not depend on the evaluation batch size or on which other points are evaluated.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,14 @@ def log_importance_weights(model: LatentVariableModel, batch: Batch, eps: torch.
 
 
 @torch.no_grad()
-def importance_sampled_nll(model: LatentVariableModel, split: Split, n_samples: int = 500,
-                           n_points: int | None = None, max_rows: int = 20_000, seed: int = 0) -> torch.Tensor:
+def importance_sampled_nll(
+    model: LatentVariableModel,
+    split: Split,
+    n_samples: int = 500,
+    n_points: int | None = None,
+    max_rows: int = 20_000,
+    seed: int = 0,
+) -> torch.Tensor:
     """-log p(x) in nats per point, shape (n_points,), for the first ``n_points`` points of ``split`` (all when
     None), with ``n_samples`` (K) importance samples from the model's posterior.
 
@@ -61,10 +68,14 @@ def importance_sampled_nll(model: LatentVariableModel, split: Split, n_samples: 
     nll = []
     for start in range(0, n, points_per_call):
         rows = range(start, min(start + points_per_call, n))
-        batch = {k: v[rows.start:rows.stop].to(device) for k, v in split.items()}
+        batch = {k: v[rows.start : rows.stop].to(device) for k, v in split.items()}
         eps = _point_noise(rows, n_samples, model.latent_dim, seed)
-        log_w = torch.cat([log_importance_weights(model, batch, eps[s:s + samples_per_call])
-                           for s in range(0, n_samples, samples_per_call)])
+        log_w = torch.cat(
+            [
+                log_importance_weights(model, batch, eps[s : s + samples_per_call])
+                for s in range(0, n_samples, samples_per_call)
+            ]
+        )
         nll.append(-(log_w.double().logsumexp(0) - math.log(n_samples)).cpu())
     model.train(was_training)
     return torch.cat(nll)

@@ -1,5 +1,6 @@
 """What a run reports to its Lightning loggers at the end: the config as hyperparameters and the final metrics
 (TensorBoard pairs the two in its HPARAMS tab)."""
+
 from __future__ import annotations
 
 from typing import Any

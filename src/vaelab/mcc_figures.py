@@ -3,6 +3,7 @@
 Drawn on matplotlib's Agg canvas (no global backend change) into (3, H, W) float image tensors in [0, 1] (what
 ``add_image`` takes).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,14 @@ def _to_image(fig) -> torch.Tensor:
     return rgba.view(height, width, 4)[..., :3].permute(2, 0, 1).float() / 255
 
 
-def mcc_figures(z_true: torch.Tensor, z: torch.Tensor, abs_corr: torch.Tensor, latent_of_source: list[int],
-                max_points: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]:
+def mcc_figures(
+    z_true: torch.Tensor,
+    z: torch.Tensor,
+    abs_corr: torch.Tensor,
+    latent_of_source: list[int],
+    max_points: int = 1000,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """``mcc_matrix``: |corr| (n sources x k latents) with the latents reordered so that the matched ones come
     first, in source order; ``mcc_scatter``: one panel per matched (source, latent) pair over at most
     `max_points` points of z_true (N, n) and z (N, k) drawn with `seed`."""

@@ -2,6 +2,7 @@
 
 Shapes: N evaluation samples, k latent dims. Variances and KLs are per sample in nats.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,9 @@ def recon_mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     return float((x - x_hat).square().mean())
 
 
-def local_pca_dimension(x: torch.Tensor, anchors: int = 300, neighbours: int | None = None,
-                        seed: int = 0) -> tuple[int, list[int]]:
+def local_pca_dimension(
+    x: torch.Tensor, anchors: int = 300, neighbours: int | None = None, seed: int = 0
+) -> tuple[int, list[int]]:
     """The data's intrinsic dimension by local PCA, from points x (N, d) alone (no model, no ground truth).
 
     Around each of `anchors` points (drawn with `seed`) the `neighbours` nearest points (default max(2 d, 20))
@@ -80,6 +82,7 @@ def local_pca_dimension(x: torch.Tensor, anchors: int = 300, neighbours: int | N
 
 # Posterior collapse (Skip-VAE, issue 5): mutual information, downstream probe, perplexity, PCA.
 
+
 def _log_q_matrix(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z_i; mean_j, diag exp(logvar_j)) for every pair, shape (C, N), from z (C, k) and mean/logvar (N, k);
     float64 through matrix products (no (C, N, k) tensor)."""
@@ -92,8 +95,12 @@ def _log_q_matrix(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> 
     return (left @ right.T).mul_(-0.5)
 
 
-def mutual_information(posterior: DiagonalGaussian, batch_size: int | None = None, chunk_size: int = 512,
-                       generator: torch.Generator | None = None) -> float:
+def mutual_information(
+    posterior: DiagonalGaussian,
+    batch_size: int | None = None,
+    chunk_size: int = 512,
+    generator: torch.Generator | None = None,
+) -> float:
     """I_q(x; z) in nats, from the posteriors q(z|x_i) (mean, logvar of shape (N, k)) of an evaluation set.
 
     With the aggregate posterior q(z) = 1/N sum_j q(z|x_j), I = E_i[log q(z_i|x_i) - log q(z_i)] with one
@@ -107,13 +114,16 @@ def mutual_information(posterior: DiagonalGaussian, batch_size: int | None = Non
     n = mean.shape[0]
     if n < 1:
         raise ValueError("mutual_information needs at least one posterior")
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device) \
-        if generator is not None else torch.randn_like(mean)
+    eps = (
+        torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        if generator is not None
+        else torch.randn_like(mean)
+    )
     z = mean + eps * (0.5 * logvar).exp()
     step = n if batch_size is None else batch_size
     total = 0.0
     for group in range(0, n, step):
-        g_mean, g_logvar, g_z = mean[group:group + step], logvar[group:group + step], z[group:group + step]
+        g_mean, g_logvar, g_z = mean[group : group + step], logvar[group : group + step], z[group : group + step]
         m = len(g_mean)
         for start in range(0, m, chunk_size):
             rows = slice(start, start + chunk_size)
@@ -129,8 +139,14 @@ def perplexity(nll: torch.Tensor, n_tokens: torch.Tensor) -> float:
     return math.exp(float(nll.double().sum() / n_tokens.double().sum()))
 
 
-def probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                   test_labels: torch.Tensor, l2: float = 1e-4, max_iter: int = 100) -> float:
+def probe_accuracy(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    l2: float = 1e-4,
+    max_iter: int = 100,
+) -> float:
     """Test accuracy in [0, 1] of a multinomial logistic regression fitted on (train_features (N, k),
     train_labels (N,) int) and evaluated on (test_features (M, k), test_labels (M,)).
 
@@ -143,8 +159,14 @@ def probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, tes
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     weight = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        max_iter=max_iter,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        history_size=20,
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -188,8 +210,9 @@ def abs_correlation(a: torch.Tensor, b: torch.Tensor, method: str = "pearson") -
     """|corr(a_i, b_j)| for every column pair, shape (n, k), from a (N, n) and b (N, k); Spearman correlates
     ranks. A constant column correlates 0 with everything."""
     if method not in MCC_METHODS:
-        raise ConfigError(f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of "
-                          f"{list(MCC_METHODS)}")
+        raise ConfigError(
+            f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of {list(MCC_METHODS)}"
+        )
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"abs_correlation needs two equally long sets of >= 2 samples, got {len(a)} and {len(b)}")
     a, b = (_ranks(a), _ranks(b)) if method == "spearman" else (a.double(), b.double())
@@ -216,11 +239,16 @@ def mcc(z_true: torch.Tensor, z: torch.Tensor, method: str = "pearson") -> tuple
     rows, cols = linear_sum_assignment(corr.numpy(), maximize=True)
     matched = corr[rows, cols]
     return float(matched.sum() / z_true.shape[1]), {
-        "abs_corr": corr, "source": rows.tolist(), "latent": cols.tolist(), "matched": matched.tolist()}
+        "abs_corr": corr,
+        "source": rows.tolist(),
+        "latent": cols.tolist(),
+        "matched": matched.tolist(),
+    }
 
 
 # Per-group active dims (manifold dimensions with CVAEs, issue 3): active dims within each class or group of a
 # union of manifolds (never pooled over groups), and active dims by the gates of a gated decoder.
+
 
 def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Mean of values (N, k) over the samples of each group (groups (N,) ints in 0..n_groups-1), shape
@@ -229,8 +257,9 @@ def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tor
     return sums / torch.bincount(groups, minlength=n_groups).unsqueeze(1).to(values.dtype)
 
 
-def group_mean_encoder_variance(var: torch.Tensor, groups: torch.Tensor, n_groups: int,
-                                prior_var: torch.Tensor | None = None) -> torch.Tensor:
+def group_mean_encoder_variance(
+    var: torch.Tensor, groups: torch.Tensor, n_groups: int, prior_var: torch.Tensor | None = None
+) -> torch.Tensor:
     """E_x[sigma_j^2(x)] within each group, shape (n_groups, k), from encoder variances (N, k); with a learned
     prior the ratio E_x[sigma_j^2(x) / sigma_pj^2(x)] (as mean_encoder_variance, group by group)."""
     return group_mean(var if prior_var is None else var / prior_var.expand_as(var), groups, n_groups)
@@ -252,8 +281,13 @@ def active_dims_by_gate(mean_gate: torch.Tensor, threshold: float = 0.1) -> int:
     return int((mean_gate > check_threshold("gate threshold", threshold)).sum())
 
 
-def active_dims_map(var: torch.Tensor, groups: torch.Tensor, threshold: float = 0.1,
-                    prior_var: torch.Tensor | None = None, per_group: int = 32) -> tuple[torch.Tensor, list[int]]:
+def active_dims_map(
+    var: torch.Tensor,
+    groups: torch.Tensor,
+    threshold: float = 0.1,
+    prior_var: torch.Tensor | None = None,
+    per_group: int = 32,
+) -> tuple[torch.Tensor, list[int]]:
     """Which dims each sample uses, as a (rows, k) map of 0/1 (1: sigma_j^2(x) (/ sigma_pj^2) < threshold):
     the first `per_group` samples of each group, groups in increasing order. Returns the map and the group of
     each row."""

@@ -5,6 +5,7 @@ Restart i trains in ``restarts/<i>/`` inside the run directory with seed ``seed 
 does), the one with the best validation ELBO at the end of training; never a ground truth. A restart that
 diverges is listed (``diverged``) and skipped; only when all K diverge does the run fail.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,9 @@ def restart_config(cfg: DictConfig, index: int) -> DictConfig:
     return restart
 
 
-def fit_restarts(cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Any, Any]]
-                 ) -> tuple[Any, Any, dict[str, Any]]:
+def fit_restarts(
+    cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Any, Any]]
+) -> tuple[Any, Any, dict[str, Any]]:
     """Trains ``cfg.restarts`` initialisations, each with ``fit(restart_cfg, record)`` (which returns the
     ``vaelab.train.Run`` and its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json
     fields describing all K (``restarts``, ``restart_kept``, ``restart_kept_dir``; ``restarts`` is also written as
@@ -48,17 +50,30 @@ def fit_restarts(cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, 
             log.warning("vaelab: restart %d/%d diverged: %s", index + 1, cfg.restarts, err)
             continue
         last = diagnostics.history[-1]
-        attempt.update(val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"],
-                       epochs=run.trainer.current_epoch)
+        attempt.update(
+            val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"], epochs=run.trainer.current_epoch
+        )
         if run.convergence is not None:
             attempt["converged"] = run.convergence.verdict(diagnostics.history, run.module)["converged"]
         attempts.append(attempt)
         trained.append((run, diagnostics, attempt))
         record.update(restarts=attempts)
-        log.info("vaelab: restart %d/%d: validation ELBO %.4g, active dims %d", index + 1, cfg.restarts,
-                 attempt["val_elbo"], attempt["val_active_dims"])
+        log.info(
+            "vaelab: restart %d/%d: validation ELBO %.4g, active dims %d",
+            index + 1,
+            cfg.restarts,
+            attempt["val_elbo"],
+            attempt["val_active_dims"],
+        )
     if not trained:
         raise DivergenceError(f"all restarts={cfg.restarts} initialisations diverged; see restarts/<i>/metrics.json")
     run, diagnostics, kept = max(trained, key=lambda t: (bool(t[2].get("converged")), t[2]["val_elbo"]))
-    return run, diagnostics, {"restarts": attempts, "restart_kept": kept["restart"],
-                              "restart_kept_dir": str(Path("restarts") / str(kept["restart"]))}
+    return (
+        run,
+        diagnostics,
+        {
+            "restarts": attempts,
+            "restart_kept": kept["restart"],
+            "restart_kept_dir": str(Path("restarts") / str(kept["restart"])),
+        },
+    )

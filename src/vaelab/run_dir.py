@@ -5,6 +5,7 @@ A job whose directory already holds a metrics.json stops with RunExistsError (no
 interrupted or killed continues from its ``checkpoints/last.ckpt`` (a failed or diverged one starts over).
 Free of torch/Lightning imports.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,8 @@ def decide(directory: str | os.PathLike, ckpt_path: str | None, skip_completed: 
         raise RunExistsError(
             f"{run_dir} already holds a run (status {status}); vaelab never overwrites a run: choose a new "
             f"hydra.run.dir, continue it with resume={run_dir}, or re-run a sweep's unfinished jobs with "
-            "skip_completed=true")
+            "skip_completed=true"
+        )
     if ckpt_path is None and status in ("interrupted", "running") and (run_dir / LAST_CKPT).is_file():
         ckpt_path = str(run_dir / LAST_CKPT)  # skip_completed: the job continues where it stopped
     return RunStart(previous, ckpt_path, skip=False)
@@ -54,5 +56,7 @@ def claim(directory: str | os.PathLike, start: RunStart, **fields: Any) -> RunRe
     try:
         return RunRecord(directory, exclusive=start.previous is None, **fields, **resumed)
     except FileExistsError:  # another process claimed this directory in the meantime
-        raise RunExistsError(f"{directory} was claimed by another run that started at the same time; vaelab never "
-                             "shares a run directory: start again (or choose another hydra.run.dir)") from None
+        raise RunExistsError(
+            f"{directory} was claimed by another run that started at the same time; vaelab never "
+            "shares a run directory: start again (or choose another hydra.run.dir)"
+        ) from None

@@ -5,6 +5,7 @@ Written with status ``running`` when the run starts and rewritten atomically whe
 failed and finished runs apart. Final metrics use plain names (``active_dims``, ``gamma``, ``elbo`` ...);
 per-dimension vectors are lists. ``read_metrics`` reads it back.
 """
+
 from __future__ import annotations
 
 import json

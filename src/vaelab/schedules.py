@@ -3,6 +3,7 @@ computed), the learning-rate schedules that need it, and the KL warm-up.
 
 Free of torch imports at load time: the config checks use it before Lightning and torch are imported.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -29,12 +30,14 @@ def total_steps(max_steps: int | None, max_epochs: int | None, steps_per_epoch: 
 def takes_total_steps(factory: Callable[..., Any]) -> bool:
     """Whether a scheduler factory (a partial taking the optimizer) needs the run's length passed as
     ``total_steps`` (OneCycleLR, ``halving``): it has the parameter and the config does not set it."""
-    return "total_steps" in inspect.signature(factory).parameters and \
-        "total_steps" not in getattr(factory, "keywords", {})
+    return "total_steps" in inspect.signature(factory).parameters and "total_steps" not in getattr(
+        factory, "keywords", {}
+    )
 
 
-def halving(optimizer: torch.optim.Optimizer, total_steps: int,
-            at_fractions: Sequence[float] = (0.5, 0.67, 0.83)) -> torch.optim.lr_scheduler.MultiStepLR:
+def halving(
+    optimizer: torch.optim.Optimizer, total_steps: int, at_fractions: Sequence[float] = (0.5, 0.67, 0.83)
+) -> torch.optim.lr_scheduler.MultiStepLR:
     """The learning rate halved at each of `at_fractions` of the run's optimizer steps (constant before), a fixed
     version of the text VAEs' "halve the lr in the last epochs" (Kim et al. 2018 halve it on validation
     plateaus)."""

@@ -7,6 +7,7 @@ metrics.json (a job folder without one, or a grid point of ``multirun.yaml`` wit
 group and listed with their error; they never break the summary. Writes ``summary.csv``, ``summary.md`` and
 ``runs.csv`` (one row per run) next to the runs and prints the Markdown; ``--plot`` adds PNG figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,14 @@ def _read_run(path: Path, root: Path) -> RunResult:
     except (OSError, json.JSONDecodeError) as err:
         return RunResult(rel, "unreadable", _hydra_overrides(path.parent) or {}, error=f"{path.name}: {err}")
     converged = data.get("converged")
-    return RunResult(rel, str(data.get("status", "unreadable")), parse_overrides(data.get("overrides") or []),
-                     _numeric(data), data.get("error"), converged if isinstance(converged, bool) else None)
+    return RunResult(
+        rel,
+        str(data.get("status", "unreadable")),
+        parse_overrides(data.get("overrides") or []),
+        _numeric(data),
+        data.get("error"),
+        converged if isinstance(converged, bool) else None,
+    )
 
 
 def _hydra_overrides(job_dir: Path) -> dict[str, str] | None:
@@ -97,8 +104,9 @@ def load_runs(root: str | Path) -> list[RunResult]:
     a ``multirun.yaml`` below `root` that has no job at all (status ``missing``)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory; pass a run or multirun directory (e.g. "
-                                "outputs/multiruns/<date>/<time>_<name>)")
+        raise FileNotFoundError(
+            f"{root} is not a directory; pass a run or multirun directory (e.g. outputs/multiruns/<date>/<time>_<name>)"
+        )
     runs = [_read_run(p, root) for p in sorted(root.rglob("metrics.json"))]
     seen = {run.path for run in runs}
     for saved in sorted(root.rglob(".hydra/overrides.yaml")):
@@ -150,10 +158,16 @@ class Summary:
         text = []
         if self.common:
             text.append("Common overrides: " + " ".join(f"{k}={v}" for k, v in self.common.items()) + "\n")
-        text += ["\n".join(lines), "", "mean ± std over completed runs (std with ddof 1); jobs = completed/all."
-                 + ("; converged = completed runs that converged / completed runs with a verdict "
-                    "(metrics.json `converged`)"
-                    if verdicts else "")]
+        text += [
+            "\n".join(lines),
+            "",
+            "mean ± std over completed runs (std with ddof 1); jobs = completed/all."
+            + (
+                "; converged = completed runs that converged / completed runs with a verdict (metrics.json `converged`)"
+                if verdicts
+                else ""
+            ),
+        ]
         if self.problems():
             text += ["", "Not completed:", ""]
             for run in self.problems():
@@ -196,8 +210,13 @@ def _sort_key(value: str):
         return (1, 0.0, value)
 
 
-def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group_by: Sequence[str] | None = None,
-              ignore: Sequence[str] = DEFAULT_IGNORE, sort: Sequence[str] | None = None) -> Summary:
+def summarize(
+    runs: list[RunResult],
+    metrics: Sequence[str] | None = None,
+    group_by: Sequence[str] | None = None,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+    sort: Sequence[str] | None = None,
+) -> Summary:
     """Groups `runs` by `group_by` (default: every override key that varies, minus `ignore`) and computes
     mean, std (ddof 1) and n of each metric over the completed runs of each group."""
     if not runs:
@@ -238,14 +257,21 @@ def summarize(runs: list[RunResult], metrics: Sequence[str] | None = None, group
 
 
 def _group_row(keys: dict[str, str], members: list[RunResult], metrics: Sequence[str]) -> dict:
-    row: dict = {**keys, "jobs": len(members), "completed": sum(r.status == "completed" for r in members),
-                 "converged": sum(r.status == "completed" and r.converged is True for r in members),
-                 "judged": sum(r.status == "completed" and r.converged is not None for r in members)}
+    row: dict = {
+        **keys,
+        "jobs": len(members),
+        "completed": sum(r.status == "completed" for r in members),
+        "converged": sum(r.status == "completed" and r.converged is True for r in members),
+        "judged": sum(r.status == "completed" and r.converged is not None for r in members),
+    }
     for status in PROBLEM_STATUSES:
         row[status] = sum(r.status == status for r in members)
     for metric in metrics:
-        vals = [r.metrics[metric] for r in members if r.status == "completed"
-                and math.isfinite(r.metrics.get(metric, math.nan))]
+        vals = [
+            r.metrics[metric]
+            for r in members
+            if r.status == "completed" and math.isfinite(r.metrics.get(metric, math.nan))
+        ]
         n = len(vals)
         mean = sum(vals) / n if n else math.nan
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else math.nan
@@ -261,16 +287,24 @@ def write(summary: Summary, out_dir: str | Path) -> list[Path]:
     with paths[0].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(summary.rows[0]))
         writer.writeheader()
-        writer.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                         for row in summary.rows)
+        writer.writerows(
+            {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in summary.rows
+        )
     keys = list(dict.fromkeys(k for r in summary.runs for k in r.overrides))
     with paths[1].open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "status", "converged", *keys, *summary.metrics, "error"])
         for run in summary.runs:
-            writer.writerow([run.path, run.status, "" if run.converged is None else run.converged,
-                             *(run.overrides.get(k, "") for k in keys),
-                             *(run.metrics.get(m, "") for m in summary.metrics), run.error or ""])
+            writer.writerow(
+                [
+                    run.path,
+                    run.status,
+                    "" if run.converged is None else run.converged,
+                    *(run.overrides.get(k, "") for k in keys),
+                    *(run.metrics.get(m, "") for m in summary.metrics),
+                    run.error or "",
+                ]
+            )
     paths[2].write_text(summary.markdown())
     return paths
 
@@ -327,9 +361,14 @@ def plot(summary: Summary, out_dir: str | Path, x: str | None = None) -> list[Pa
     return paths
 
 
-def summarize_dir(root: str | Path, metrics: Sequence[str] | None = None, group_by: Sequence[str] | None = None,
-                  sort: Sequence[str] | None = None, ignore: Sequence[str] = DEFAULT_IGNORE,
-                  out_dir: str | Path | None = None) -> Summary:
+def summarize_dir(
+    root: str | Path,
+    metrics: Sequence[str] | None = None,
+    group_by: Sequence[str] | None = None,
+    sort: Sequence[str] | None = None,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+    out_dir: str | Path | None = None,
+) -> Summary:
     """load_runs + summarize + write (into `out_dir`, default `root`)."""
     summary = summarize(load_runs(root), metrics, group_by, ignore, sort)
     write(summary, out_dir or root)
@@ -342,23 +381,36 @@ def _csv_list(text: str | None) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="vaelab-summarize", description=__doc__.split("\n\n")[1],
-        epilog="example: vaelab-summarize outputs/multiruns/2026-11-21/10-00-00.000000_vae_manifold --plot")
+        prog="vaelab-summarize",
+        description=__doc__.split("\n\n")[1],
+        epilog="example: vaelab-summarize outputs/multiruns/2026-11-21/10-00-00.000000_vae_manifold --plot",
+    )
     parser.add_argument("dir", help="a multirun directory, or any directory with runs below it")
-    parser.add_argument("--metrics", help=f"comma-separated metric names (default: those of {DEFAULT_METRICS} "
-                                          "that the runs have)")
+    parser.add_argument(
+        "--metrics", help=f"comma-separated metric names (default: those of {DEFAULT_METRICS} that the runs have)"
+    )
     parser.add_argument("--group-by", help="comma-separated override keys (default: every varying one but seed)")
-    parser.add_argument("--ignore", default=",".join(DEFAULT_IGNORE),
-                        help="override keys averaged over instead of grouped by (default: seed)")
-    parser.add_argument("--sort", help="comma-separated group keys or metrics to sort by, '-name' for "
-                                       "descending (default: the group keys)")
+    parser.add_argument(
+        "--ignore",
+        default=",".join(DEFAULT_IGNORE),
+        help="override keys averaged over instead of grouped by (default: seed)",
+    )
+    parser.add_argument(
+        "--sort",
+        help="comma-separated group keys or metrics to sort by, '-name' for descending (default: the group keys)",
+    )
     parser.add_argument("--out", help="where to write summary.csv/md, runs.csv and plots (default: DIR)")
     parser.add_argument("--plot", action="store_true", help="also write a PNG per metric against --x")
     parser.add_argument("--x", help="the swept key on the x axis of the plots (default: the first group key)")
     args = parser.parse_args(argv)
     try:
-        summary = summarize(load_runs(args.dir), _csv_list(args.metrics), _csv_list(args.group_by),
-                            _csv_list(args.ignore) or (), _csv_list(args.sort))
+        summary = summarize(
+            load_runs(args.dir),
+            _csv_list(args.metrics),
+            _csv_list(args.group_by),
+            _csv_list(args.ignore) or (),
+            _csv_list(args.sort),
+        )
         out = args.out or args.dir
         files = write(summary, out)
         if args.plot:

@@ -2,6 +2,7 @@
 
 Kept free of torch/Lightning imports: it runs before every command and in Hydra's launcher process.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,8 +33,10 @@ def missing_plugin(argv: Sequence[str]) -> str | None:
         for prefix, (module, package) in PLUGINS.items():
             if option.startswith(prefix) and importlib.util.find_spec(module) is None:
                 extra = "optuna" if "optuna" in package else "sweep"
-                return (f"{option} needs the Hydra plugin {package}, which is not installed; "
-                        f"install it with: pip install 'vaelab[{extra}]'")
+                return (
+                    f"{option} needs the Hydra plugin {package}, which is not installed; "
+                    f"install it with: pip install 'vaelab[{extra}]'"
+                )
     return None
 
 
@@ -54,6 +57,9 @@ class SweepReport(Callback):
         print(f"summary: {sweep_dir}/summary.md (vaelab-summarize {sweep_dir} --plot for figures)")
         problems = summary.problems()
         if problems:
-            print(f"vaelab-train: {len(problems)} of {len(summary.runs)} jobs did not complete (listed above); "
-                  "the other jobs' results are kept", file=sys.stderr)
+            print(
+                f"vaelab-train: {len(problems)} of {len(summary.runs)} jobs did not complete (listed above); "
+                "the other jobs' results are kept",
+                file=sys.stderr,
+            )
             sys.exit(1)

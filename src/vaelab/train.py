@@ -6,6 +6,7 @@ Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m ke
 Around this module: the command line before Hydra (vaelab.cli), the config checks (vaelab.validation), the
 run-directory policy (vaelab.run_dir), restarts (vaelab.restarts), metrics.json (vaelab.run_record).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,11 @@ from vaelab.validation import check_checkpoint, check_config, check_run_options,
 
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
 # has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
-KNOWN_NOISE = (r".*LeafSpec.*", r"The number of training batches .* is smaller than the logging interval",
-               r"Checkpoint directory .* exists and is not empty")  # a resumed run's own checkpoints
+KNOWN_NOISE = (
+    r".*LeafSpec.*",
+    r"The number of training batches .* is smaller than the logging interval",
+    r"Checkpoint directory .* exists and is not empty",
+)  # a resumed run's own checkpoints
 log = logging.getLogger("vaelab")
 
 
@@ -50,8 +54,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if start.skip:
         log.info("vaelab: skipping %s: it already completed (skip_completed=true)", directory)
         return {**start.previous, "skipped": True}
-    record = run_dir.claim(directory, start, name=cfg.name, seed=cfg.seed, overrides=overrides(),
-                           run_dir=str(directory))
+    record = run_dir.claim(
+        directory, start, name=cfg.name, seed=cfg.seed, overrides=overrides(), run_dir=str(directory)
+    )
     ckpt_path = start.ckpt_path
     try:
         return record.finish("completed", **_fit_and_test(cfg, record, ckpt_path))
@@ -59,8 +64,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         record.finish("diverged", error=str(err), **err.details)
         raise
     except RunInterrupted as err:
-        record.finish("interrupted", error=str(err), checkpoint=err.checkpoint, interrupted_at_epoch=err.epoch,
-                      interrupted_at_step=err.step)
+        record.finish(
+            "interrupted",
+            error=str(err),
+            checkpoint=err.checkpoint,
+            interrupted_at_epoch=err.epoch,
+            interrupted_at_step=err.step,
+        )
         raise
     except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C reaches here as Lightning's SystemExit
         record.finish("interrupted", error=type(err).__name__)
@@ -131,16 +141,26 @@ def build(cfg: DictConfig) -> Run:
     probe_optimizer(_instantiate(cfg.optimizer), scheduler, model)
     # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
     clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
-    module = VAETrainingModule(model, _instantiate(cfg.optimizer), scheduler, eval_seed=cfg.seed,
-                               gradient_clip_val=clip["gradient_clip_val"],
-                               gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm",
-                               kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None,
-                               compile_loss=bool(cfg.get("compile", False)))
+    module = VAETrainingModule(
+        model,
+        _instantiate(cfg.optimizer),
+        scheduler,
+        eval_seed=cfg.seed,
+        gradient_clip_val=clip["gradient_clip_val"],
+        gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm",
+        kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None,
+        compile_loss=bool(cfg.get("compile", False)),
+    )
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = _instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                          enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-                          gradient_clip_val=None, gradient_clip_algorithm=None)
+    trainer = _instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        gradient_clip_val=None,
+        gradient_clip_algorithm=None,
+    )
     return Run(datamodule, model, module, callbacks, trainer)
 
 
@@ -152,8 +172,12 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
-    record.update(data=run.datamodule.spec.name, model=type(run.model).__name__, **_model_sizes(run.model), **{
-        f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()})
+    record.update(
+        data=run.datamodule.spec.name,
+        model=type(run.model).__name__,
+        **_model_sizes(run.model),
+        **{f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()},
+    )
     check_checkpoint(ckpt_path)
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
@@ -178,13 +202,20 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
         run, diagnostics = _fit(cfg, record, ckpt_path)
         restart_fields = {}
     trainer = run.trainer
-    metrics = {**diagnostics.run(trainer, run.module, "test"),  # on the final weights
-               "epochs": trainer.current_epoch, "steps": trainer.global_step,
-               "gamma_floor_reached_at_step": run.module.gamma_floor_step, **restart_fields}
+    metrics = {
+        **diagnostics.run(trainer, run.module, "test"),  # on the final weights
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "gamma_floor_reached_at_step": run.module.gamma_floor_step,
+        **restart_fields,
+    }
     if run.convergence is not None:
         metrics.update(run.convergence.verdict(diagnostics.history, run.module))
-    final = {f"final/{k}": float(v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"}
+    final = {
+        f"final/{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
+    }
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
         raise DivergenceError(f"non-finite final metrics {bad} after {trainer.global_step} steps")
@@ -202,9 +233,11 @@ def main(cfg: DictConfig) -> float:
     try:
         result = train(cfg)
     except RunInterrupted as err:
-        print(f"vaelab-train: interrupted: {err}; continue with: vaelab-train resume={cfg.paths.output_dir}"
-              + (" (or re-run the sweep with skip_completed=true hydra.sweep.dir=...)" if multirun else ""),
-              file=sys.stderr)
+        print(
+            f"vaelab-train: interrupted: {err}; continue with: vaelab-train resume={cfg.paths.output_dir}"
+            + (" (or re-run the sweep with skip_completed=true hydra.sweep.dir=...)" if multirun else ""),
+            file=sys.stderr,
+        )
         sys.exit(128 + err.signum)
     except (ConfigError, DataError) as err:
         where = "" if isinstance(err, RunExistsError) else f" [recorded in {cfg.paths.output_dir}/metrics.json]"
@@ -216,9 +249,14 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         if not multirun:
             raise
-        log.error("vaelab-train: %s %s: %s: %s [%s]", job_label(),
-                  "diverged" if isinstance(err, DivergenceError) else "failed", type(err).__name__, err,
-                  cfg.paths.output_dir)
+        log.error(
+            "vaelab-train: %s %s: %s: %s [%s]",
+            job_label(),
+            "diverged" if isinstance(err, DivergenceError) else "failed",
+            type(err).__name__,
+            err,
+            cfg.paths.output_dir,
+        )
         return math.nan
     if is_rank_zero():
         print(format_summary(result))

@@ -1,4 +1,5 @@
 """The one LightningModule that trains every LatentVariableModel."""
+
 from __future__ import annotations
 
 import logging
@@ -44,14 +45,17 @@ def require_cpp_compiler() -> None:
         from torch._inductor import cpp_builder  # torch >= 2.4
     except ImportError:  # older torch: look for the compiler inductor calls by default
         if shutil.which(os.environ.get("CXX", "g++")) is None:
-            raise ConfigError("compile=true needs a C++ compiler for torch.compile (none found: set CXX or install "
-                              "g++) or set compile=false") from None
+            raise ConfigError(
+                "compile=true needs a C++ compiler for torch.compile (none found: set CXX or install "
+                "g++) or set compile=false"
+            ) from None
         return
     try:
         cpp_builder.get_cpp_compiler()
     except Exception as err:  # InvalidCxxCompiler (its module path moves between torch versions)
-        raise ConfigError(f"compile=true needs a C++ compiler for torch.compile ({err}); install one (e.g. g++) "
-                          "or set compile=false") from None
+        raise ConfigError(
+            f"compile=true needs a C++ compiler for torch.compile ({err}); install one (e.g. g++) or set compile=false"
+        ) from None
 
 
 class VAETrainingModule(L.LightningModule):
@@ -75,10 +79,17 @@ class VAETrainingModule(L.LightningModule):
     checkpoints carry the RNG state, so a resumed run continues the same stream.
     """
 
-    def __init__(self, model: LatentVariableModel, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None, eval_seed: int = 0,
-                 gradient_clip_val: float | None = None, gradient_clip_algorithm: str = "norm",
-                 kl_warmup: KLWarmup | None = None, compile_loss: bool = False):
+    def __init__(
+        self,
+        model: LatentVariableModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        eval_seed: int = 0,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        kl_warmup: KLWarmup | None = None,
+        compile_loss: bool = False,
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -98,9 +109,11 @@ class VAETrainingModule(L.LightningModule):
         self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
         self._fast_steps = False  # set when training starts: see plain_single_device
         if compile_loss and kl_warmup is not None and self._model_takes_kl_weight:
-            raise ConfigError("compile=true with a KL warm-up and inference=sa: the SVI steps read the KL weight "
-                              "as a Python number, so the compiled loss would be recompiled at every step; "
-                              "drop compile=true (or the warm-up)")
+            raise ConfigError(
+                "compile=true with a KL warm-up and inference=sa: the SVI steps read the KL weight "
+                "as a Python number, so the compiled loss would be recompiled at every step; "
+                "drop compile=true (or the warm-up)"
+            )
         if compile_loss:
             require_cpp_compiler()
         self.compile_loss = compile_loss
@@ -109,9 +122,11 @@ class VAETrainingModule(L.LightningModule):
     def on_train_start(self) -> None:
         optimizer = self.optimizers()  # the fast path uses the step-counting hooks Lightning installs on it
         self._fast_steps = plain_single_device(self.trainer) and all(
-            hasattr(optimizer, name) for name in ("_on_before_step", "_on_after_step", "optimizer"))
+            hasattr(optimizer, name) for name in ("_on_before_step", "_on_after_step", "optimizer")
+        )
         if self.compile_loss:
             import torch._inductor.config as inductor_config
+
             inductor_config.fallback_random = True  # the same random stream as eager code (seeded runs)
             # dynamic=None: a second batch shape (text: one length per bucket) compiles one dynamic graph
             self._train_loss = torch.compile(self.model.loss)
@@ -176,8 +191,11 @@ class VAETrainingModule(L.LightningModule):
     def _clip_gradients(self, optimizer) -> float | None:
         """Clips as Lightning would; returns the total gradient norm (before clipping) for "norm"."""
         if self.gradient_clip_algorithm == "norm":
-            return float(torch.nn.utils.clip_grad_norm_(
-                [p for group in optimizer.param_groups for p in group["params"]], self.gradient_clip_val))
+            return float(
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group["params"]], self.gradient_clip_val
+                )
+            )
         self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
         return None
 
@@ -185,17 +203,24 @@ class VAETrainingModule(L.LightningModule):
         """Stops the run at once: no optimizer step is taken on non-finite values, so the weights stay those of
         the last good step (and no checkpoint is written from here on, see LastCheckpoint)."""
         step = self.global_step
-        details: dict[str, Any] = {"diverged_at_step": step, "diverged_on": what, "diverged_value": str(value),
-                                   "last_finite_step": step - 1 if step > 0 else None,
-                                   "last_finite_loss": self.last_finite_loss}
+        details: dict[str, Any] = {
+            "diverged_at_step": step,
+            "diverged_on": what,
+            "diverged_value": str(value),
+            "last_finite_step": step - 1 if step > 0 else None,
+            "last_finite_loss": self.last_finite_loss,
+        }
         # the weights are still those after the last finite step
         details.update({f"last_finite/model/{k}": v for k, v in self.model.scalars().items()})
         if self.last_train_terms:
             details["last_logged_step"] = self._last_logged_step
             details.update({f"last_logged/{k}": v for k, v in self.last_train_terms.items()})
-        raise DivergenceError(f"the {what} became {value} at optimizer step {step} (epoch {self.current_epoch}); "
-                              f"the last finite loss was {self.last_finite_loss} at step {step - 1}; lower "
-                              "optimizer.lr or set trainer.gradient_clip_val", details)
+        raise DivergenceError(
+            f"the {what} became {value} at optimizer step {step} (epoch {self.current_epoch}); "
+            f"the last finite loss was {self.last_finite_loss} at step {step - 1}; lower "
+            "optimizer.lr or set trainer.gradient_clip_val",
+            details,
+        )
 
     def _log_train(self, terms: dict[str, torch.Tensor], optimizer) -> None:
         values = {f"train/{k}": float(v.detach()) for k, v in terms.items()}
@@ -208,9 +233,12 @@ class VAETrainingModule(L.LightningModule):
         self.last_train_terms, self._last_logged_step = values, self.global_step
         if values.get("model/gamma_at_floor") and self.gamma_floor_step is None:
             self.gamma_floor_step = self.global_step
-            log.warning("vaelab: gamma reached model.gamma_floor at step %d (gamma = %.3g); it is reported as "
-                        "gamma_at_floor in metrics.json; lower the floor if it should go further",
-                        self.global_step, values.get("model/gamma", math.nan))
+            log.warning(
+                "vaelab: gamma reached model.gamma_floor at step %d (gamma = %.3g); it is reported as "
+                "gamma_at_floor in metrics.json; lower the floor if it should go further",
+                self.global_step,
+                values.get("model/gamma", math.nan),
+            )
         if self.trainer.is_global_zero:
             for logger in self.loggers:
                 logger.log_metrics(values, step=self.global_step)
@@ -219,8 +247,13 @@ class VAETrainingModule(L.LightningModule):
         terms = self.model.loss(batch)
         # every process evaluates the whole split; sync_dist only averages identical values (and is
         # a no-op on one process)
-        self.log_dict({f"val/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=len(batch["x"]), sync_dist=True)
+        self.log_dict(
+            {f"val/{k}": v for k, v in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch["x"]),
+            sync_dist=True,
+        )
 
     def _rng_states(self) -> dict[str, Any]:
         states = {"torch": torch.get_rng_state()}

@@ -3,6 +3,7 @@
 Models and datasets check their own arguments (and their compatibility, through the DataSpec) in their
 constructors. Free of torch/Lightning imports: ``check_config`` and ``check_run_options`` need only the config.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ def check_config(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps")
     if (max_epochs is None or max_epochs < 0) and (max_steps is None or max_steps < 0):
-        raise ConfigError(f"trainer.max_epochs={max_epochs} and trainer.max_steps={max_steps} are both unlimited; "
-                          "set one of them (e.g. trainer.max_epochs=300)")
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs} and trainer.max_steps={max_steps} are both unlimited; "
+            "set one of them (e.g. trainer.max_epochs=300)"
+        )
     for key in ("log_every_n_steps", "check_val_every_n_epoch"):
         if trainer.get(key) is not None and trainer[key] < 1:
             raise ConfigError(f"trainer.{key}={trainer[key]} must be >= 1")
@@ -50,8 +53,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.gradient_clip_val={clip} must be > 0 (or null for no clipping)")
     restarts = cfg.get("restarts", 1)
     if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 1:
-        raise ConfigError(f"restarts={restarts!r} must be an integer >= 1 (1: one initialisation; K: train K and "
-                          "keep the best validation ELBO)")
+        raise ConfigError(
+            f"restarts={restarts!r} must be an integer >= 1 (1: one initialisation; K: train K and "
+            "keep the best validation ELBO)"
+        )
     optimizer = cfg.optimizer
     if "lr" in optimizer:
         lr = number("optimizer.lr", optimizer.lr)
@@ -68,8 +73,10 @@ def check_run_options(cfg: DictConfig, ckpt_path: str | None) -> None:
     """How the job runs: no multi-process trainer inside a multirun, no restarts when resuming."""
     _check_not_ddp_in_multirun(cfg)
     if int(cfg.get("restarts", 1)) > 1 and ckpt_path is not None:
-        raise ConfigError(f"restarts={cfg.restarts} cannot resume from a checkpoint (ckpt_path / resume=): "
-                          "start the run again, or set restarts=1")
+        raise ConfigError(
+            f"restarts={cfg.restarts} cannot resume from a checkpoint (ckpt_path / resume=): "
+            "start the run again, or set restarts=1"
+        )
 
 
 def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
@@ -79,22 +86,32 @@ def _check_not_ddp_in_multirun(cfg: DictConfig) -> None:
     t = cfg.trainer
     devices = t.get("devices", 1)
     if isinstance(devices, str):
-        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else (
-            int(devices) if devices.strip().lstrip("-").isdigit() else devices)
-    many = devices == -1 or (isinstance(devices, int) and devices > 1) or (
-        not isinstance(devices, (int, str)) and len(devices) > 1)
+        devices = (
+            [d for d in devices.split(",") if d.strip()]
+            if "," in devices
+            else (int(devices) if devices.strip().lstrip("-").isdigit() else devices)
+        )
+    many = (
+        devices == -1
+        or (isinstance(devices, int) and devices > 1)
+        or (not isinstance(devices, (int, str)) and len(devices) > 1)
+    )
     if many or "ddp" in str(t.get("strategy", "")) or int(t.get("num_nodes") or 1) > 1:
-        raise ConfigError(f"trainer={HydraConfig.get().runtime.choices.get('trainer')} (devices={devices}, "
-                          f"strategy={t.get('strategy', 'auto')}) starts several processes, which is not supported "
-                          "inside a -m multirun; run DDP jobs one at a time (without -m), or sweep with "
-                          "trainer=cpu / trainer=gpu (one device per job)")
+        raise ConfigError(
+            f"trainer={HydraConfig.get().runtime.choices.get('trainer')} (devices={devices}, "
+            f"strategy={t.get('strategy', 'auto')}) starts several processes, which is not supported "
+            "inside a -m multirun; run DDP jobs one at a time (without -m), or sweep with "
+            "trainer=cpu / trainer=gpu (one device per job)"
+        )
 
 
 def check_checkpoint(ckpt_path: str | None) -> None:
     """A checkpoint to resume from must exist."""
     if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give a checkpoint file (e.g. "
-                          "<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; give a checkpoint file (e.g. "
+            "<run dir>/checkpoints/last.ckpt) or resume=<run dir>"
+        )
 
 
 def probe_optimizer(optimizer: Callable[..., Any], scheduler: Callable[..., Any] | None, model: Any) -> None:

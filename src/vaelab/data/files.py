@@ -10,6 +10,7 @@ names the file and the fix; nothing here returns a partial dataset.
 md5 is recomputed on every load: it costs ~20 ms for the 9.9 MB MNIST training images (~0.1 s for the 26 MB
 Fashion-MNIST ones), against ~0.25 s to decompress them, so no verification cache is kept.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,12 +29,20 @@ import numpy as np
 
 from vaelab.errors import DataError
 
-HOW_TO_GET = ("set paths.data_dir (or the VAELAB_DATA_DIR environment variable) to the folder that holds "
-              "'{dataset}/', or set data.download=true to fetch them")
+HOW_TO_GET = (
+    "set paths.data_dir (or the VAELAB_DATA_DIR environment variable) to the folder that holds "
+    "'{dataset}/', or set data.download=true to fetch them"
+)
 
 # IDX type codes (the third byte of the magic number) -> big-endian numpy dtype
-IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 GZIP_MAGIC = b"\x1f\x8b"
 
 # fetch(url) -> a readable binary stream; the default opens http(s):// and file:// URLs with urllib
@@ -53,8 +62,9 @@ class DataFile:
 
 def mirrored(names_md5_size: Sequence[tuple[str, str, int | None]], base_urls: Sequence[str]) -> tuple[DataFile, ...]:
     """DataFiles whose URLs are ``base_url + name`` for each base URL (a site and its mirrors)."""
-    return tuple(DataFile(name, md5, size, tuple(base + name for base in base_urls))
-                 for name, md5, size in names_md5_size)
+    return tuple(
+        DataFile(name, md5, size, tuple(base + name for base in base_urls)) for name, md5, size in names_md5_size
+    )
 
 
 def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -73,8 +83,9 @@ def verify_file(path: Path, spec: DataFile) -> None:
         raise DataError(f"{path}: {size} bytes, expected {spec.size} (truncated or a different file); {fix}")
     digest = md5sum(path)
     if digest != spec.md5:
-        raise DataError(f"{path}: md5 {digest} does not match the expected {spec.md5} (corrupt or a different "
-                        f"file); {fix}")
+        raise DataError(
+            f"{path}: md5 {digest} does not match the expected {spec.md5} (corrupt or a different file); {fix}"
+        )
 
 
 def _first_url(spec: DataFile) -> str:
@@ -111,12 +122,20 @@ def download_file(spec: DataFile, target: Path, fetch: Fetcher | None = None) ->
             failures.append(f"{url}: {str(err).replace(str(tmp), 'download')}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise DataError(f"could not download {target}: " + "; ".join(failures or ["no URL is known"])
-                    + f"; download {spec.name} (md5 {spec.md5}) by hand into {target.parent}")
+    raise DataError(
+        f"could not download {target}: "
+        + "; ".join(failures or ["no URL is known"])
+        + f"; download {spec.name} (md5 {spec.md5}) by hand into {target.parent}"
+    )
 
 
-def ensure_files(data_dir: str | os.PathLike, dataset: str, files: Sequence[DataFile], download: bool = False,
-                 fetch: Fetcher | None = None) -> dict[str, Path]:
+def ensure_files(
+    data_dir: str | os.PathLike,
+    dataset: str,
+    files: Sequence[DataFile],
+    download: bool = False,
+    fetch: Fetcher | None = None,
+) -> dict[str, Path]:
     """The verified paths of `files` in ``<data_dir>/<dataset>/``, by file name.
 
     Missing files are downloaded when `download` is true (see ``download_file``); otherwise the DataError lists
@@ -128,10 +147,12 @@ def ensure_files(data_dir: str | os.PathLike, dataset: str, files: Sequence[Data
     missing = [spec for spec in files if not paths[spec.name].is_file()]
     if missing and not download:
         sources = sorted({url.rsplit("/", 1)[0] + "/" for spec in missing for url in spec.urls})
-        raise DataError(f"{dataset}: {len(missing)} of {len(files)} files missing: "
-                        + ", ".join(str(paths[s.name]) for s in missing)
-                        + f" (sources: {', '.join(sources) or 'none known'}); "
-                        + HOW_TO_GET.format(dataset=dataset))
+        raise DataError(
+            f"{dataset}: {len(missing)} of {len(files)} files missing: "
+            + ", ".join(str(paths[s.name]) for s in missing)
+            + f" (sources: {', '.join(sources) or 'none known'}); "
+            + HOW_TO_GET.format(dataset=dataset)
+        )
     for spec in files:
         if spec in missing:
             download_file(spec, paths[spec.name], fetch)
@@ -151,8 +172,10 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({type(err).__name__}: {err}); delete it and "
-                        "download it again (data.download=true)") from None
+        raise DataError(
+            f"{path}: corrupt or truncated gzip data ({type(err).__name__}: {err}); delete it and "
+            "download it again (data.download=true)"
+        ) from None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -165,21 +188,26 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     data = _read_bytes(path)
     redownload = "delete it and download it again (data.download=true)"
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in IDX_DTYPES or data[3] == 0:
-        raise DataError(f"{path}: not an IDX file (magic number {data[:4].hex() or 'missing'}, expected 0000 "
-                        f"then a type code in {sorted(f'{c:02x}' for c in IDX_DTYPES)} and a dimension count); "
-                        f"{redownload}")
+        raise DataError(
+            f"{path}: not an IDX file (magic number {data[:4].hex() or 'missing'}, expected 0000 "
+            f"then a type code in {sorted(f'{c:02x}' for c in IDX_DTYPES)} and a dimension count); "
+            f"{redownload}"
+        )
     dtype, ndim = IDX_DTYPES[data[2]], data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{path}: IDX header declares {ndim} dimensions but the file ends after {len(data)} "
-                        f"bytes; {redownload}")
+        raise DataError(
+            f"{path}: IDX header declares {ndim} dimensions but the file ends after {len(data)} bytes; {redownload}"
+        )
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise DataError(f"{path}: IDX payload is {len(data) - header} bytes but its header {list(shape)} of "
-                        f"{dtype.name} needs {expected}; the file is "
-                        f"{'truncated' if len(data) - header < expected else 'too long'}; "
-                        f"{redownload}")
+        raise DataError(
+            f"{path}: IDX payload is {len(data) - header} bytes but its header {list(shape)} of "
+            f"{dtype.name} needs {expected}; the file is "
+            f"{'truncated' if len(data) - header < expected else 'too long'}; "
+            f"{redownload}"
+        )
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -194,13 +222,13 @@ def read_text_lines(path: str | os.PathLike, encoding: str = "utf-8") -> list[st
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid {encoding} text (byte {err.start}: {err.reason}); check that it is "
-                        "the right file") from None
+        raise DataError(
+            f"{path}: not valid {encoding} text (byte {err.start}: {err.reason}); check that it is the right file"
+        ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line, it does not start a new one
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: empty text file ({len(data)} bytes, no non-blank line); replace it with the "
-                        "original")
+        raise DataError(f"{path}: empty text file ({len(data)} bytes, no non-blank line); replace it with the original")
     return lines

@@ -4,6 +4,7 @@ On CPU a per-sample DataLoader costs up to 1.4x on small models; here a batch is
 tensor and a shuffled epoch is one ``randperm`` from a generator seeded by (seed, epoch), so an epoch's order
 does not depend on anything else that consumed random numbers (resumed runs see the same batches).
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -40,7 +41,7 @@ class EpochPermutation:
         else:
             order = torch.arange(self.n)
         per_rank = self.n // self.world_size
-        return order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
         return self.n // self.world_size
@@ -56,8 +57,17 @@ class TensorBatchLoader:
     minibatch (drop_last=False) comes alone, shape (1, r, ...).
     """
 
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1, batches_per_fetch: int | None = None):
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        batches_per_fetch: int | None = None,
+    ):
         self.split = split
         self.batch_size = batch_size
         self.drop_last = drop_last
@@ -105,11 +115,20 @@ class InMemoryDataModule(L.LightningDataModule):
 
     spec: DataSpec
 
-    def __init__(self, batch_size: int = 1024, eval_batch_size: int = 4096, shuffle_seed: int = 0,
-                 drop_last: bool = True, batches_per_fetch: int = 16):
+    def __init__(
+        self,
+        batch_size: int = 1024,
+        eval_batch_size: int = 4096,
+        shuffle_seed: int = 0,
+        drop_last: bool = True,
+        batches_per_fetch: int = 16,
+    ):
         super().__init__()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("batches_per_fetch", batches_per_fetch)):
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("batches_per_fetch", batches_per_fetch),
+        ):
             if value < 1:
                 raise ConfigError(f"data.{key}={value} must be >= 1")
         self.batches_per_fetch = batches_per_fetch
@@ -153,16 +172,24 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatchLoader:
         rank, world = self._rank()
-        train = self._on_training_device(
-            {k: v for k, v in self.training_split().items() if k not in GROUND_TRUTH_KEYS})
+        train = self._on_training_device({k: v for k, v in self.training_split().items() if k not in GROUND_TRUTH_KEYS})
         n_per_rank = len(next(iter(train.values()))) // world
         if self.drop_last and n_per_rank < self.batch_size:
-            raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {n_per_rank} training samples "
-                              "per process; lower data.batch_size or raise data.n_samples")
-        return TensorBatchLoader(train, self.batch_size, shuffle=True, seed=self.shuffle_seed,
-                                 drop_last=self.drop_last, rank=rank, world_size=world,
-                                 # DDP synchronises gradients once per forward through its wrapper
-                                 batches_per_fetch=self.batches_per_fetch if world == 1 else 1)
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} exceeds the {n_per_rank} training samples "
+                "per process; lower data.batch_size or raise data.n_samples"
+            )
+        return TensorBatchLoader(
+            train,
+            self.batch_size,
+            shuffle=True,
+            seed=self.shuffle_seed,
+            drop_last=self.drop_last,
+            rank=rank,
+            world_size=world,
+            # DDP synchronises gradients once per forward through its wrapper
+            batches_per_fetch=self.batches_per_fetch if world == 1 else 1,
+        )
 
     def val_dataloader(self) -> TensorBatchLoader:
         return TensorBatchLoader(self.split("val"), self.eval_batch_size, shuffle=False)

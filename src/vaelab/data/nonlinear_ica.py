@@ -7,6 +7,7 @@ last, each A with U(-1, 1) entries, unit-norm columns, re-drawn until its condit
 percentile of 10^4 random draws. u tells the segment: one-hot (ns wide), or one continuous number
 (segment + U(0, 1)) / ns, a time within the recording.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,23 +27,26 @@ def _unit_columns(a: torch.Tensor) -> torch.Tensor:
     return a / a.norm(dim=-2, keepdim=True)
 
 
-def condition_threshold(rows: int, cols: int, generator: torch.Generator, n_draws: int = 10_000,
-                        percentile: float = 25.0) -> float:
+def condition_threshold(
+    rows: int, cols: int, generator: torch.Generator, n_draws: int = 10_000, percentile: float = 25.0
+) -> float:
     """The `percentile` of the condition numbers of `n_draws` (rows, cols) matrices with U(-1, 1) entries and
     unit-norm columns (float64)."""
     draws = _unit_columns(torch.rand(n_draws, rows, cols, generator=generator, dtype=torch.float64) * 2 - 1)
     return float(torch.quantile(torch.linalg.cond(draws), percentile / 100))
 
 
-def mixing_matrix(rows: int, cols: int, max_condition: float, generator: torch.Generator,
-                  max_tries: int = 100_000) -> torch.Tensor:
+def mixing_matrix(
+    rows: int, cols: int, max_condition: float, generator: torch.Generator, max_tries: int = 100_000
+) -> torch.Tensor:
     """A (rows, cols) float64 matrix, U(-1, 1) entries, unit-norm columns, condition number <= max_condition."""
     for _ in range(max_tries):
         a = _unit_columns(torch.rand(rows, cols, generator=generator, dtype=torch.float64) * 2 - 1)
         if float(torch.linalg.cond(a)) <= max_condition:
             return a
-    raise ConfigError(f"no {rows}x{cols} mixing matrix with condition number <= {max_condition:.3g} in "
-                      f"{max_tries} draws")
+    raise ConfigError(
+        f"no {rows}x{cols} mixing matrix with condition number <= {max_condition:.3g} in {max_tries} draws"
+    )
 
 
 def activation_fn(name: str, slope: float):
@@ -52,10 +56,20 @@ def activation_fn(name: str, slope: float):
     return lambda x: torch.where(x > 0, x, slope * x)
 
 
-def make_nonlinear_ica_data(n_segments: int, points_per_segment: int, n_sources: int, data_dim: int,
-                            n_layers: int, seed: int, source_distribution: str = "gauss", centred: bool = True,
-                            activation: str = "xtanh", slope: float = 0.1, same_matrix: bool = True,
-                            std_range: tuple[float, float] = (0.5, 3.0)) -> dict[str, torch.Tensor]:
+def make_nonlinear_ica_data(
+    n_segments: int,
+    points_per_segment: int,
+    n_sources: int,
+    data_dim: int,
+    n_layers: int,
+    seed: int,
+    source_distribution: str = "gauss",
+    centred: bool = True,
+    activation: str = "xtanh",
+    slope: float = 0.1,
+    same_matrix: bool = True,
+    std_range: tuple[float, float] = (0.5, 3.0),
+) -> dict[str, torch.Tensor]:
     """Draws the whole data set, deterministic in `seed`. Points are ordered by segment.
 
     Returns float32 ``s`` (N, n_sources), ``x`` (N, data_dim), ``segment`` (N,) int64, and the generating
@@ -72,8 +86,11 @@ def make_nonlinear_ica_data(n_segments: int, points_per_segment: int, n_sources:
         reuse = same_matrix and matrices and matrices[-1].shape == shape
         matrices.append(matrices[-1] if reuse else mixing_matrix(*shape, thresholds[shape], g))
     std = torch.empty(n_segments, n_sources, dtype=torch.float64).uniform_(*std_range, generator=g)
-    mean = (torch.zeros_like(std) if centred else
-            torch.empty(n_segments, n_sources, dtype=torch.float64).uniform_(-5, 5, generator=g))
+    mean = (
+        torch.zeros_like(std)
+        if centred
+        else torch.empty(n_segments, n_sources, dtype=torch.float64).uniform_(-5, 5, generator=g)
+    )
     n = n_segments * points_per_segment
     if source_distribution == "gauss":
         e = torch.randn(n, n_sources, generator=g, dtype=torch.float64)
@@ -96,20 +113,42 @@ class NonlinearICAData(InMemoryDataModule):
     metrics (MCC) are computed on the whole val/test split. The reference trains and measures on all points.
     """
 
-    def __init__(self, n_segments: int = 40, points_per_segment: int = 1000, n_sources: int = 5,
-                 data_dim: int = 5, n_layers: int = 3, source_distribution: str = "gauss", centred: bool = True,
-                 activation: str = "xtanh", slope: float = 0.1, same_matrix: bool = True, aux: str = "onehot",
-                 split: tuple[float, float, float] = (0.8, 0.1, 0.1), data_seed: int = 1, **loader_kwargs):
+    def __init__(
+        self,
+        n_segments: int = 40,
+        points_per_segment: int = 1000,
+        n_sources: int = 5,
+        data_dim: int = 5,
+        n_layers: int = 3,
+        source_distribution: str = "gauss",
+        centred: bool = True,
+        activation: str = "xtanh",
+        slope: float = 0.1,
+        same_matrix: bool = True,
+        aux: str = "onehot",
+        split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        data_seed: int = 1,
+        **loader_kwargs,
+    ):
         super().__init__(**loader_kwargs)
-        for key, value, low in (("n_segments", n_segments, 1), ("points_per_segment", points_per_segment, 2),
-                                ("n_sources", n_sources, 1), ("n_layers", n_layers, 1)):
+        for key, value, low in (
+            ("n_segments", n_segments, 1),
+            ("points_per_segment", points_per_segment, 2),
+            ("n_sources", n_sources, 1),
+            ("n_layers", n_layers, 1),
+        ):
             if value < low:
                 raise ConfigError(f"data.{key}={value} must be >= {low}")
         if data_dim < n_sources:
-            raise ConfigError(f"data.data_dim={data_dim} is below data.n_sources={n_sources}: the mixing would not "
-                              "be injective (the sources could not be recovered); set data.data_dim >= n_sources")
-        for key, value, options in (("source_distribution", source_distribution, SOURCE_DISTRIBUTIONS),
-                                    ("activation", activation, MIXING_ACTIVATIONS), ("aux", aux, AUX_KINDS)):
+            raise ConfigError(
+                f"data.data_dim={data_dim} is below data.n_sources={n_sources}: the mixing would not "
+                "be injective (the sources could not be recovered); set data.data_dim >= n_sources"
+            )
+        for key, value, options in (
+            ("source_distribution", source_distribution, SOURCE_DISTRIBUTIONS),
+            ("activation", activation, MIXING_ACTIVATIONS),
+            ("aux", aux, AUX_KINDS),
+        ):
             if value not in options:
                 raise ConfigError(f"data.{key}={value!r} is unknown; choose one of {list(options)}")
         if not slope > 0:
@@ -119,19 +158,33 @@ class NonlinearICAData(InMemoryDataModule):
             raise ConfigError(f"data.split={list(split)} must be three positive fractions summing to 1")
         sizes = [int(points_per_segment * f) for f in fractions[1:]]  # val, test per segment; train the rest
         if min(sizes) < 1:
-            raise ConfigError(f"data.points_per_segment={points_per_segment} is too small for data.split="
-                              f"{list(split)}: every split needs a point of every segment")
+            raise ConfigError(
+                f"data.points_per_segment={points_per_segment} is too small for data.split="
+                f"{list(split)}: every split needs a point of every segment"
+            )
         self.per_segment = (points_per_segment - sum(sizes), *sizes)
-        self.generator_args = dict(n_segments=n_segments, points_per_segment=points_per_segment,
-                                   n_sources=n_sources, data_dim=data_dim, n_layers=n_layers, seed=data_seed,
-                                   source_distribution=source_distribution, centred=centred,
-                                   activation=activation, slope=slope, same_matrix=same_matrix)
+        self.generator_args = dict(
+            n_segments=n_segments,
+            points_per_segment=points_per_segment,
+            n_sources=n_sources,
+            data_dim=data_dim,
+            n_layers=n_layers,
+            seed=data_seed,
+            source_distribution=source_distribution,
+            centred=centred,
+            activation=activation,
+            slope=slope,
+            same_matrix=same_matrix,
+        )
         self.aux = aux
-        self.spec = DataSpec(name="nonlinear_ica", x_shape=(data_dim,),
-                             aux_dim=n_segments if aux == "onehot" else 1,
-                             # n_sources: the iVAE family's latent size; segment_means: whether the prior needs
-                             # a mean (model.latent_dim=null / model.prior_mean=auto follow these)
-                             ground_truth={"n_sources": n_sources, "segment_means": not centred})
+        self.spec = DataSpec(
+            name="nonlinear_ica",
+            x_shape=(data_dim,),
+            aux_dim=n_segments if aux == "onehot" else 1,
+            # n_sources: the iVAE family's latent size; segment_means: whether the prior needs
+            # a mean (model.latent_dim=null / model.prior_mean=auto follow these)
+            ground_truth={"n_sources": n_sources, "segment_means": not centred},
+        )
 
     def build(self) -> dict[str, Split]:
         data = make_nonlinear_ica_data(**self.generator_args)
@@ -145,5 +198,7 @@ class NonlinearICAData(InMemoryDataModule):
         position = torch.arange(len(segment)) % nps  # index within the segment (points are i.i.d. in it)
         bounds = torch.tensor(self.per_segment).cumsum(0)
         split_of = torch.bucketize(position, bounds, right=True)  # 0 train, 1 val, 2 test
-        return {name: {"x": data["x"][split_of == i], "u": u[split_of == i], "z_true": data["s"][split_of == i]}
-                for i, name in enumerate(("train", "val", "test"))}
+        return {
+            name: {"x": data["x"][split_of == i], "u": u[split_of == i], "z_true": data["s"][split_of == i]}
+            for i, name in enumerate(("train", "val", "test"))
+        }

@@ -1,4 +1,5 @@
 """What a dataset tells the models and metrics about itself."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

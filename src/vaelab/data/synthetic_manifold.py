@@ -1,5 +1,6 @@
 """Data on an r-dimensional manifold in R^d (Zheng et al. 2022): u ~ 5-component diagonal GMM in R^r,
 x = sigmoid(W u + b) with W (d x r), b (d) drawn like PyTorch's nn.Linear default init."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ def random_linear(in_dim: int, out_dim: int, generator: torch.Generator) -> tupl
     return w, b
 
 
-def make_manifold_data(n: int, manifold_dim: int, ambient_dim: int, seed: int,
-                       latent_noise_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_manifold_data(
+    n: int, manifold_dim: int, ambient_dim: int, seed: int, latent_noise_std: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns x (n, ambient_dim) in (0, 1) and the true latents u (n, manifold_dim); float32, deterministic.
 
     The map is evaluated in float64; float32 rounds sigmoid(a) to exactly 1 for a > ~17 (the GMM reaches
@@ -52,21 +54,30 @@ def embed(u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """x = sigmoid(u W^T + b), float32 (n, d) from u (n, r), W (d, r), b (d); evaluated in float64 and clamped
     below 1 (see make_manifold_data)."""
     x = torch.sigmoid(u.double() @ w.double().T + b.double()).float()
-    return x.clamp_(max=1 - 2 ** -24)
+    return x.clamp_(max=1 - 2**-24)
 
 
 class SyntheticManifoldData(InMemoryDataModule):
     """x on an r-dim manifold in R^d, split train/val/test; batches carry ``x`` and ``z_true`` (the u)."""
 
-    def __init__(self, manifold_dim: int = 2, ambient_dim: int = 20, n_samples: int = 20000,
-                 data_seed: int = 1234, split: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                 latent_noise_std: float = 0.0, **loader_kwargs):
+    def __init__(
+        self,
+        manifold_dim: int = 2,
+        ambient_dim: int = 20,
+        n_samples: int = 20000,
+        data_seed: int = 1234,
+        split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        latent_noise_std: float = 0.0,
+        **loader_kwargs,
+    ):
         super().__init__(**loader_kwargs)
         if manifold_dim < 1:
             raise ConfigError(f"data.manifold_dim={manifold_dim} must be >= 1")
         if manifold_dim > ambient_dim:
-            raise ConfigError(f"data.manifold_dim={manifold_dim} exceeds data.ambient_dim={ambient_dim}: "
-                              "a manifold cannot have more dimensions than the space it lies in")
+            raise ConfigError(
+                f"data.manifold_dim={manifold_dim} exceeds data.ambient_dim={ambient_dim}: "
+                "a manifold cannot have more dimensions than the space it lies in"
+            )
         fractions = tuple(float(f) for f in split)
         if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
             raise ConfigError(f"data.split={list(split)} must be three positive fractions summing to 1")
@@ -76,12 +87,16 @@ class SyntheticManifoldData(InMemoryDataModule):
         self.sizes = (n_samples - sum(sizes), *sizes)
         self.manifold_dim, self.ambient_dim = manifold_dim, ambient_dim
         self.n_samples, self.data_seed, self.latent_noise_std = n_samples, data_seed, latent_noise_std
-        self.spec = DataSpec(name="synthetic_manifold", x_shape=(ambient_dim,),
-                             ground_truth={"manifold_dim": manifold_dim})
+        self.spec = DataSpec(
+            name="synthetic_manifold", x_shape=(ambient_dim,), ground_truth={"manifold_dim": manifold_dim}
+        )
 
     def build(self) -> dict[str, Split]:
-        x, u = make_manifold_data(self.n_samples, self.manifold_dim, self.ambient_dim, self.data_seed,
-                                  self.latent_noise_std)
+        x, u = make_manifold_data(
+            self.n_samples, self.manifold_dim, self.ambient_dim, self.data_seed, self.latent_noise_std
+        )
         names = ("train", "val", "test")
-        return {name: {"x": xs, "z_true": us}
-                for name, xs, us in zip(names, x.split(self.sizes), u.split(self.sizes), strict=True)}
+        return {
+            name: {"x": xs, "z_true": us}
+            for name, xs, us in zip(names, x.split(self.sizes), u.split(self.sizes), strict=True)
+        }

@@ -32,6 +32,7 @@ Adding a metric with a setting touches three files:
 Regenerate tests/data/composed_configs.json (``python scripts/snapshot_configs.py``): the new node is part of
 every composed config.
 """
+
 from vaelab.diagnostics.base import EvalContext, Evaluation, Evaluator, run_evaluators
 
 __all__ = ["EvalContext", "Evaluation", "Evaluator", "run_evaluators"]

@@ -1,4 +1,5 @@
 """Active dims (Zheng et al.): dims whose mean encoder variance E_x[sigma_j^2(x)] is below a threshold."""
+
 from __future__ import annotations
 
 from vaelab import metrics
@@ -14,13 +15,15 @@ class ActiveDims:
     """
 
     def __init__(self, threshold: float = 0.1, per_dim_scalars: bool = True):
-        self.threshold = metrics.check_threshold("callbacks.diagnostics.evaluators.active_dims.threshold",
-                                                 threshold)
+        self.threshold = metrics.check_threshold("callbacks.diagnostics.evaluators.active_dims.threshold", threshold)
         self.per_dim_scalars = per_dim_scalars
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         enc_var = ctx.encoder_var
         logged = {f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)} if self.per_dim_scalars else {}
-        return Evaluation(scalars={"active_dims": metrics.active_dims(enc_var, self.threshold)},
-                          values={"per_dim_encoder_var": enc_var.tolist()}, logged=logged,
-                          histograms={f"{ctx.split_name}/encoder_var": enc_var})
+        return Evaluation(
+            scalars={"active_dims": metrics.active_dims(enc_var, self.threshold)},
+            values={"per_dim_encoder_var": enc_var.tolist()},
+            logged=logged,
+            histograms={f"{ctx.split_name}/encoder_var": enc_var},
+        )

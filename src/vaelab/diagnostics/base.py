@@ -3,6 +3,7 @@
 Shapes: N points of the evaluated split, k latent dims. Posterior statistics are on the CPU, in nats where they
 are log-densities or KLs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -86,8 +87,7 @@ class Evaluation:
 class Evaluator(Protocol):
     """Settings come from the constructor (one Hydra node under ``callbacks.diagnostics.evaluators``)."""
 
-    def evaluate(self, ctx: EvalContext) -> Evaluation:
-        ...
+    def evaluate(self, ctx: EvalContext) -> Evaluation: ...
 
 
 def run_evaluators(evaluators: dict[str, Evaluator], ctx: EvalContext) -> Evaluation:
@@ -101,11 +101,9 @@ def run_evaluators(evaluators: dict[str, Evaluator], ctx: EvalContext) -> Evalua
 def flat_group_keys(results: dict, keys: tuple[str, ...]) -> dict:
     """``{"group_active_dims": [a, b]}`` -> ``{"group_0_active_dims": a, "group_1_active_dims": b}`` (empty
     groups left out)."""
-    return {f"group_{i}_{key[len('group_'):]}": v for key in keys for i, v in enumerate(results[key])
-            if v is not None}
+    return {f"group_{i}_{key[len('group_') :]}": v for key in keys for i, v in enumerate(results[key]) if v is not None}
 
 
 def group_curves(split_name: str, results: dict, keys: tuple[str, ...]) -> dict[str, float]:
     """Logger tags ``<split>/<key>/g<i>`` of per-group lists (empty groups left out)."""
-    return {f"{split_name}/{key}/g{i}": float(v) for key in keys for i, v in enumerate(results[key])
-            if v is not None}
+    return {f"{split_name}/{key}/g{i}": float(v) for key in keys for i, v in enumerate(results[key]) if v is not None}

@@ -1,4 +1,5 @@
 """Gated decoders (x = f(g(c) * z, c), ``model.gated``): the dims a decoder lets through, by its mean gates."""
+
 from __future__ import annotations
 
 import torch
@@ -23,16 +24,25 @@ class GateDiagnostics:
         if not getattr(ctx.model, "gated", False):
             return Evaluation()
         split, device, size = ctx.split, ctx.device, ctx.batch_size
-        gates = torch.cat([ctx.model.gates({k: v[start:start + size].to(device) for k, v in split.items()}).cpu()
-                           for start in range(0, len(split["x"]), size)])
+        gates = torch.cat(
+            [
+                ctx.model.gates({k: v[start : start + size].to(device) for k, v in split.items()}).cpu()
+                for start in range(0, len(split["x"]), size)
+            ]
+        )
         mean_gate = gates.mean(0)
-        evaluation = Evaluation(scalars={"active_dims_by_gate": metrics.active_dims_by_gate(mean_gate, self.threshold)},
-                                values={"per_dim_mean_gate": mean_gate.tolist()})
+        evaluation = Evaluation(
+            scalars={"active_dims_by_gate": metrics.active_dims_by_gate(mean_gate, self.threshold)},
+            values={"per_dim_mean_gate": mean_gate.tolist()},
+        )
         if "y" in split:
             groups = split["y"].long()
-            by_group = {"group_active_dims_by_gate": [
-                None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, self.threshold)
-                for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)]}
+            by_group = {
+                "group_active_dims_by_gate": [
+                    None if torch.isnan(row).all() else metrics.active_dims_by_gate(row, self.threshold)
+                    for row in metrics.group_mean(gates, groups, int(groups.max()) + 1)
+                ]
+            }
             evaluation.values |= by_group | flat_group_keys(by_group, CURVES)
             evaluation.logged = group_curves(ctx.split_name, by_group, CURVES)
         return evaluation

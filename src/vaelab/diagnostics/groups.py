@@ -1,5 +1,6 @@
 """Per class or group (labels ``y``, ints 0..G-1; a union of manifolds): active dims and reconstruction error
 within each group, never pooled over groups (manifold dimensions with CVAEs)."""
+
 from __future__ import annotations
 
 import torch
@@ -31,21 +32,31 @@ class GroupDiagnostics:
         n_groups = int(groups.max()) + 1
         prior_var = None if ctx.prior is None else ctx.prior.var
         group_var = metrics.group_mean_encoder_variance(ctx.posterior.var, groups, n_groups, prior_var)
-        results = {"group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
-                   "group_active_dims": metrics.group_active_dims(group_var, self.threshold),
-                   "group_recon_mse": metrics.group_recon_mse(ctx.split["x"], ctx.x_hat, groups, n_groups),
-                   "group_encoder_var": group_var.tolist()}
-        evaluation = Evaluation(values=results | flat_group_keys(results, CURVES),
-                                logged=group_curves(ctx.split_name, results, CURVES))
+        results = {
+            "group_sizes": torch.bincount(groups, minlength=n_groups).tolist(),
+            "group_active_dims": metrics.group_active_dims(group_var, self.threshold),
+            "group_recon_mse": metrics.group_recon_mse(ctx.split["x"], ctx.x_hat, groups, n_groups),
+            "group_encoder_var": group_var.tolist(),
+        }
+        evaluation = Evaluation(
+            values=results | flat_group_keys(results, CURVES), logged=group_curves(ctx.split_name, results, CURVES)
+        )
         if self.active_dims_map:
             tag = f"{ctx.split_name}/active_dims_map"
-            evaluation.images.append(lambda: {tag: active_dims_image(ctx.posterior.var, groups, self.threshold,
-                                                                     prior_var, self.per_group)})
+            evaluation.images.append(
+                lambda: {tag: active_dims_image(ctx.posterior.var, groups, self.threshold, prior_var, self.per_group)}
+            )
         return evaluation
 
 
-def active_dims_image(var: torch.Tensor, groups: torch.Tensor, threshold: float,
-                      prior_var: torch.Tensor | None = None, per_group: int = 32, scale: int = 4) -> torch.Tensor:
+def active_dims_image(
+    var: torch.Tensor,
+    groups: torch.Tensor,
+    threshold: float,
+    prior_var: torch.Tensor | None = None,
+    per_group: int = 32,
+    scale: int = 4,
+) -> torch.Tensor:
     """The per-sample active-dims map (metrics.active_dims_map) of encoder variances var (N, k) as an (H, W)
     image in [0, 1]: white where a sample (row; `per_group` per class, classes in order, a grey line between
     classes) uses a dim (column), each cell `scale` pixels wide and high."""

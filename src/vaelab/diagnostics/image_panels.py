@@ -1,4 +1,5 @@
 """Image data ((N, C, H, W) in [0, 1]): reconstructions, prior samples and latent traversals."""
+
 from __future__ import annotations
 
 from vaelab.diagnostics.base import EvalContext, Evaluation
@@ -14,14 +15,15 @@ class ImagePanels:
 
     def __init__(self, dims: int = 8):
         if dims < 0:
-            raise ConfigError(f"callbacks.diagnostics.evaluators.image_panels.dims={dims} must be >= 0 (0 turns "
-                              "the panels off)")
+            raise ConfigError(
+                f"callbacks.diagnostics.evaluators.image_panels.dims={dims} must be >= 0 (0 turns the panels off)"
+            )
         self.dims = dims
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         if ctx.split["x"].dim() != 4 or self.dims == 0:
             return Evaluation()
-        by_kl = ctx.kl_per_dim.argsort(descending=True)[:self.dims].tolist()
+        by_kl = ctx.kl_per_dim.argsort(descending=True)[: self.dims].tolist()
 
         def draw() -> dict:
             from vaelab.images import image_panels

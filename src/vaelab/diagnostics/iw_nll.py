@@ -1,4 +1,5 @@
 """Importance-sampled negative log-likelihood -log p(x) (Burda et al. 2015), and perplexity for text."""
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,9 @@ class ImportanceSampledNLL:
     def __init__(self, samples: int = 0, points: int = 1000, on_val: bool = False, max_rows: int = 20_000):
         for key, value in (("samples", samples), ("points", points), ("max_rows", max_rows)):
             if value < 0:
-                raise ConfigError(f"callbacks.diagnostics.evaluators.iw_nll.{key}={value} must be >= 0 (0 turns it "
-                                  "off)")
+                raise ConfigError(
+                    f"callbacks.diagnostics.evaluators.iw_nll.{key}={value} must be >= 0 (0 turns it off)"
+                )
         self.samples, self.points, self.on_val, self.max_rows = samples, points, on_val, max_rows
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
@@ -34,10 +36,12 @@ class ImportanceSampledNLL:
         split = ctx.split
         nll = importance_sampled_nll(ctx.model, split, self.samples, self.points, self.max_rows, ctx.seed)
         evaluation = Evaluation(scalars={"iw_nll": float(nll.mean())})
-        counts = [ctx.model.token_count({k: v[start:start + TOKEN_CHUNK] for k, v in split.items()})
-                  for start in range(0, len(nll), TOKEN_CHUNK)]
+        counts = [
+            ctx.model.token_count({k: v[start : start + TOKEN_CHUNK] for k, v in split.items()})
+            for start in range(0, len(nll), TOKEN_CHUNK)
+        ]
         if counts[0] is not None:
-            tokens = torch.cat([c.cpu() for c in counts])[:len(nll)]
+            tokens = torch.cat([c.cpu() for c in counts])[: len(nll)]
             evaluation.values["iw_nll_per_token"] = float(nll.sum() / tokens.sum())
             evaluation.scalars["iw_ppl"] = metrics.perplexity(nll, tokens)
         return evaluation

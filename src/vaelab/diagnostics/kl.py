@@ -1,4 +1,5 @@
 """The KL term: E_x KL(q(z|x) || p(z)) in nats, in total and per dim."""
+
 from __future__ import annotations
 
 from vaelab.diagnostics.base import EvalContext, Evaluation

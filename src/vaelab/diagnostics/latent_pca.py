@@ -1,4 +1,5 @@
 """A picture of the code: the posterior means projected on their two principal axes, coloured by label."""
+
 from __future__ import annotations
 
 from vaelab import metrics

@@ -1,4 +1,5 @@
 """The ELBO and the model's other loss terms over the whole split, and the model's own scalars (e.g. gamma)."""
+
 from __future__ import annotations
 
 from vaelab.diagnostics.base import EvalContext, Evaluation
@@ -11,7 +12,9 @@ class LossTerms:
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         terms = ctx.loss_terms
-        values = {"elbo": -terms.get("neg_elbo", terms["loss"]),
-                  **{name: value for name, value in terms.items() if name not in ("loss", "kl", "neg_elbo")},
-                  **ctx.model.scalars()}
+        values = {
+            "elbo": -terms.get("neg_elbo", terms["loss"]),
+            **{name: value for name, value in terms.items() if name not in ("loss", "kl", "neg_elbo")},
+            **ctx.model.scalars(),
+        }
         return Evaluation(values=values)

@@ -1,5 +1,6 @@
 """Identifiability on data with true latents ``z_true``: the mean correlation coefficient (MCC) between the true
 sources (N, n) and the posterior means (N, k), or one posterior sample of each point."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ def mcc_latents(q: DiagonalGaussian, sample: bool = False, seed: int = 0) -> tor
     return q.mean + q.var.sqrt() * torch.randn(q.mean.shape, generator=torch.Generator().manual_seed(seed))
 
 
-def identifiability(z_true: torch.Tensor, q: DiagonalGaussian, method: str = "pearson", sample: bool = False,
-                    seed: int = 0) -> dict:
+def identifiability(
+    z_true: torch.Tensor, q: DiagonalGaussian, method: str = "pearson", sample: bool = False, seed: int = 0
+) -> dict:
     """MCC between the true latents (N, n) and the posterior means (N, k), or one posterior sample each
     (``sample``, drawn with `seed`): ``mcc``, ``mcc_per_source`` (matched |corr| of each source, 0 when
     unmatched) and ``mcc_latent_of_source`` (the matched latent dim, -1 when unmatched)."""
@@ -39,8 +41,10 @@ class MCC:
 
     def __init__(self, method: str = "pearson", sample: bool = False, figures: bool = True):
         if method not in metrics.MCC_METHODS:
-            raise ConfigError(f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of "
-                              f"{list(metrics.MCC_METHODS)}")
+            raise ConfigError(
+                f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of "
+                f"{list(metrics.MCC_METHODS)}"
+            )
         self.method, self.sample, self.figures = method, sample, figures
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
@@ -55,8 +59,9 @@ class MCC:
             def draw() -> dict[str, torch.Tensor]:
                 from vaelab.mcc_figures import mcc_figures  # matplotlib: imported only when drawing
 
-                figures = mcc_figures(z_true, z, metrics.abs_correlation(z_true, z, self.method),
-                                      latent_of_source, seed=ctx.seed)
+                figures = mcc_figures(
+                    z_true, z, metrics.abs_correlation(z_true, z, self.method), latent_of_source, seed=ctx.seed
+                )
                 return {f"{ctx.split_name}/{name}": image for name, image in figures.items()}
 
             evaluation.images.append(draw)

@@ -1,4 +1,5 @@
 """Posterior collapse (Skip-VAE): the mutual information I_q(x; z) between the data and the code."""
+
 from __future__ import annotations
 
 import torch
@@ -18,11 +19,14 @@ class MutualInformation:
 
     def __init__(self, points: int = 0, batch_size: int | None = None):
         if points < 0:
-            raise ConfigError(f"callbacks.diagnostics.evaluators.mutual_information.points={points} must be >= 0 "
-                              "(0 turns it off)")
+            raise ConfigError(
+                f"callbacks.diagnostics.evaluators.mutual_information.points={points} must be >= 0 (0 turns it off)"
+            )
         if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"callbacks.diagnostics.evaluators.mutual_information.batch_size={batch_size} must "
-                              "be >= 1 (or null: the whole-set aggregate posterior)")
+            raise ConfigError(
+                f"callbacks.diagnostics.evaluators.mutual_information.batch_size={batch_size} must "
+                "be >= 1 (or null: the whole-set aggregate posterior)"
+            )
         self.points, self.batch_size = points, batch_size
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
@@ -30,6 +34,7 @@ class MutualInformation:
             return Evaluation()
         n = min(self.points, len(ctx.posterior.mean))
         first = DiagonalGaussian(ctx.posterior.mean[:n], ctx.posterior.logvar[:n])
-        mi = metrics.mutual_information(first, batch_size=self.batch_size,
-                                        generator=torch.Generator().manual_seed(ctx.seed))
+        mi = metrics.mutual_information(
+            first, batch_size=self.batch_size, generator=torch.Generator().manual_seed(ctx.seed)
+        )
         return Evaluation(scalars={"mi": mi})

@@ -1,4 +1,5 @@
 """A downstream probe: how well the posterior means predict the labels ``y``."""
+
 from __future__ import annotations
 
 from vaelab import metrics

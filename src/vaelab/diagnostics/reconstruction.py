@@ -1,4 +1,5 @@
 """Reconstruction error at the posterior mean, for data with point reconstructions (not token ids)."""
+
 from __future__ import annotations
 
 from vaelab import metrics

@@ -3,6 +3,7 @@
 A batch is a dict of tensors: ``x`` (data, batch-first) and, depending on the dataset, ``c`` (condition),
 ``u`` (auxiliary variable), ``y`` (label) and ``z_true`` (true latents, never seen by the model).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -66,5 +67,6 @@ def check_real_valued(data, model_key: str) -> None:
     """Models of real-valued x (MLPs into a Gaussian likelihood) cannot read token ids: ConfigError when `data`
     (a DataSpec) is text, so the run fails before training rather than at the first step."""
     if data.vocab_size:
-        raise ConfigError(f"model={model_key} models real-valued x but data={data.name} is text (token ids); use "
-                          "model=text_vae")
+        raise ConfigError(
+            f"model={model_key} models real-valued x but data={data.name} is text (token ids); use model=text_vae"
+        )

@@ -4,6 +4,7 @@ Encoder x -> encoder_hidden (ReLU) -> (mean, logvar); decoder Linear(z -> h_1), 
 layer Linear(h_{i-1} -> h_i) (+ Linear(z -> h_i) when ``skip``), ReLU, and Linear(h_L -> x) Bernoulli logits.
 Reference sizes (conf/model/bernoulli_mlp.yaml ``full``): 784-1024-1024, latent 32.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,12 +25,16 @@ def check_bernoulli_data(data: DataSpec, model_key: str) -> None:
     """A Bernoulli likelihood needs x in [0, 1]: raises ConfigError otherwise (token ids, real-valued data or
     a dataset that does not declare its range)."""
     if getattr(data, "vocab_size", 0):
-        raise ConfigError(f"model={model_key} is an image model (Bernoulli pixels) but data={data.name} is text "
-                          "(token ids); use a text model")
+        raise ConfigError(
+            f"model={model_key} is an image model (Bernoulli pixels) but data={data.name} is text "
+            "(token ids); use a text model"
+        )
     if data.x_range is None or data.x_range[0] < 0 or data.x_range[1] > 1:
-        raise ConfigError(f"model={model_key} has a Bernoulli likelihood, which needs data in [0, 1], but "
-                          f"data={data.name} has x_range={data.x_range}; use data=mnist (data.binarize=dynamic) "
-                          "or fashion_mnist, or a Gaussian model (model=vae)")
+        raise ConfigError(
+            f"model={model_key} has a Bernoulli likelihood, which needs data in [0, 1], but "
+            f"data={data.name} has x_range={data.x_range}; use data=mnist (data.binarize=dynamic) "
+            "or fashion_mnist, or a Gaussian model (model=vae)"
+        )
 
 
 def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -40,8 +45,15 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 class BernoulliMLPVAE(LatentVariableModel):
     """x (B, *x_shape) in [0, 1] -> q(z|x) over latent_dim dims -> Bernoulli logits (B, *x_shape)."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 32, encoder_hidden: Sequence[int] = (1024, 1024),
-                 decoder_hidden: Sequence[int] = (1024, 1024), skip: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int = 32,
+        encoder_hidden: Sequence[int] = (1024, 1024),
+        decoder_hidden: Sequence[int] = (1024, 1024),
+        skip: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         check_bernoulli_data(data, "bernoulli_mlp")
         if latent_dim < 1:
@@ -53,8 +65,7 @@ class BernoulliMLPVAE(LatentVariableModel):
         self.activation = ACTIVATIONS[activation]()
         self.first = nn.Linear(latent_dim, decoder_hidden[0])
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(decoder_hidden))
-        self.skips = nn.ModuleList(nn.Linear(latent_dim, b, bias=False) for b in decoder_hidden[1:]) if skip \
-            else None
+        self.skips = nn.ModuleList(nn.Linear(latent_dim, b, bias=False) for b in decoder_hidden[1:]) if skip else None
         self.out = nn.Linear(decoder_hidden[-1], data.x_dim)
 
     def encode(self, batch: Batch) -> DiagonalGaussian:

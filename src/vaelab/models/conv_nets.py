@@ -1,6 +1,7 @@
 """Image and sequence networks for the CVAEs: a conv-residual encoder and a conv-transpose decoder for
 (C, H, W) images with H and W divisible by 4 (MNIST: 1 x 28 x 28), and an LSTM that summarises a sequence of
 frames by its last output."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,12 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -26,9 +31,14 @@ class ConvResEncoder(nn.Module):
     def __init__(self, in_channels: int, height: int, width: int, channels: int = 32):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 4, stride=2, padding=1), ResidualBlock(channels), nn.ReLU(),
-            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), ResidualBlock(2 * channels), nn.ReLU(),
-            nn.Flatten())
+            nn.Conv2d(in_channels, channels, 4, stride=2, padding=1),
+            ResidualBlock(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1),
+            ResidualBlock(2 * channels),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         self.out_features = 2 * channels * (height // 4) * (width // 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,9 +54,13 @@ class ConvTransposeDecoder(nn.Module):
         self.start = (2 * channels, height // 4, width // 4)
         self.linear = nn.Linear(in_features, 2 * channels * (height // 4) * (width // 4))
         self.net = nn.Sequential(
-            ResidualBlock(2 * channels), nn.ReLU(),
-            nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), ResidualBlock(channels), nn.ReLU(),
-            nn.ConvTranspose2d(channels, out_channels, 4, stride=2, padding=1))
+            ResidualBlock(2 * channels),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1),
+            ResidualBlock(channels),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, out_channels, 4, stride=2, padding=1),
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(self.linear(h).view(-1, *self.start))

@@ -16,6 +16,7 @@ Gaussian likelihood N(f(z, c), gamma I) of the kappa-simple VAE.
 The encoder, the decoder and the prior each have their own condition network (``condition_hidden`` ->
 ``condition_features``), as in the reference code.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,16 +50,40 @@ def needed_latent_dims(data: DataSpec, use_condition: bool) -> int | None:
 class ConditionalVAE(LearnableGammaModel):
     """q(z | x, c) = N(mu, diag sigma^2) over latent_dim (kappa) dims, p(z | c), x_hat = f(z, c) shaped like x."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 20, architecture: str = "mlp", use_condition: bool = True,
-                 prior: str = "standard", share_encoder_prior: bool = False, prior_in_decoder: bool = False,
-                 gated_decoder: bool = False, encoder_hidden: Sequence[int] = (64,),
-                 decoder_hidden: Sequence[int] = (64,), condition_hidden: Sequence[int] = (32,),
-                 condition_features: int = 20, channels: int = 32, lstm_hidden: int = 32,
-                 output_sigmoid: bool = False, activation: str = "relu", log_gamma_init: float = 0.0,
-                 learn_gamma: bool = True, gamma_floor: float = 1e-8):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int = 20,
+        architecture: str = "mlp",
+        use_condition: bool = True,
+        prior: str = "standard",
+        share_encoder_prior: bool = False,
+        prior_in_decoder: bool = False,
+        gated_decoder: bool = False,
+        encoder_hidden: Sequence[int] = (64,),
+        decoder_hidden: Sequence[int] = (64,),
+        condition_hidden: Sequence[int] = (32,),
+        condition_features: int = 20,
+        channels: int = 32,
+        lstm_hidden: int = 32,
+        output_sigmoid: bool = False,
+        activation: str = "relu",
+        log_gamma_init: float = 0.0,
+        learn_gamma: bool = True,
+        gamma_floor: float = 1e-8,
+    ):
         super().__init__()
-        self._check(data, latent_dim, architecture, use_condition, prior, share_encoder_prior, prior_in_decoder,
-                    gated_decoder, condition_features)
+        self._check(
+            data,
+            latent_dim,
+            architecture,
+            use_condition,
+            prior,
+            share_encoder_prior,
+            prior_in_decoder,
+            gated_decoder,
+            condition_features,
+        )
         self.latent_dim, self.architecture = latent_dim, architecture
         self.x_shape, self.x_dim = data.x_shape, data.x_dim
         self.c_dim = data.condition_dim if use_condition else 0
@@ -78,8 +103,11 @@ class ConditionalVAE(LearnableGammaModel):
         self.encoder_condition = self._condition_net(cond) if cond else None
         self.encoder_head = mlp(features + cond, encoder_hidden, 2 * k, activation)
 
-        self.prior_net = self._condition_net(2 * k) if (
-            (self.learned_prior and not share_encoder_prior) or prior_in_decoder) else None
+        self.prior_net = (
+            self._condition_net(2 * k)
+            if ((self.learned_prior and not share_encoder_prior) or prior_in_decoder)
+            else None
+        )
         decoder_cond = condition_features if self.c_dim else 0
         self.decoder_condition = self._condition_net(decoder_cond + (k if gated_decoder else 0)) if self.c_dim else None
         if architecture == "conv":
@@ -90,8 +118,17 @@ class ConditionalVAE(LearnableGammaModel):
         self.init_gamma(log_gamma_init, learn_gamma, gamma_floor)
 
     @staticmethod
-    def _check(data: DataSpec, latent_dim: int, architecture: str, use_condition: bool, prior: str,
-               share_encoder_prior: bool, prior_in_decoder: bool, gated_decoder: bool, condition_features: int) -> None:
+    def _check(
+        data: DataSpec,
+        latent_dim: int,
+        architecture: str,
+        use_condition: bool,
+        prior: str,
+        share_encoder_prior: bool,
+        prior_in_decoder: bool,
+        gated_decoder: bool,
+        condition_features: int,
+    ) -> None:
         check_real_valued(data, "cvae")
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
@@ -101,34 +138,52 @@ class ConditionalVAE(LearnableGammaModel):
             raise ConfigError(f"model.prior={prior!r} is not one of {list(PRIORS)}")
         shape = tuple(data.x_shape)
         if architecture == "conv" and not (len(shape) == 3 and shape[1] % 4 == 0 and shape[2] % 4 == 0):
-            raise ConfigError(f"model.architecture=conv is an image model (x of shape (C, H, W), H and W divisible "
-                              f"by 4) but data={data.name} has samples of shape {shape}; use model.architecture=mlp")
+            raise ConfigError(
+                f"model.architecture=conv is an image model (x of shape (C, H, W), H and W divisible "
+                f"by 4) but data={data.name} has samples of shape {shape}; use model.architecture=mlp"
+            )
         if architecture == "lstm" and (len(shape) != 1 or data.condition_dim % shape[0]):
-            raise ConfigError(f"model.architecture=lstm reads sequences of frames (x a frame of shape (d,), c the "
-                              f"frames before it) but data={data.name} has x {shape} and c of width "
-                              f"{data.condition_dim}; use data=arma_sequence or model.architecture=mlp")
+            raise ConfigError(
+                f"model.architecture=lstm reads sequences of frames (x a frame of shape (d,), c the "
+                f"frames before it) but data={data.name} has x {shape} and c of width "
+                f"{data.condition_dim}; use data=arma_sequence or model.architecture=mlp"
+            )
         if use_condition and data.condition_dim == 0:
-            raise ConfigError(f"model=cvae needs a condition c but data={data.name} has none; use a conditional "
-                              "dataset (data=conditional_manifold, union_manifold, continuous_groups, arma_sequence, "
-                              "or data=mnist data.condition=true) or set model.use_condition=false")
-        uses_c = {"model.prior=learned": prior == "learned", "model.share_encoder_prior": share_encoder_prior,
-                  "model.prior_in_decoder": prior_in_decoder, "model.gated_decoder": gated_decoder,
-                  "model.architecture=lstm": architecture == "lstm"}
+            raise ConfigError(
+                f"model=cvae needs a condition c but data={data.name} has none; use a conditional "
+                "dataset (data=conditional_manifold, union_manifold, continuous_groups, arma_sequence, "
+                "or data=mnist data.condition=true) or set model.use_condition=false"
+            )
+        uses_c = {
+            "model.prior=learned": prior == "learned",
+            "model.share_encoder_prior": share_encoder_prior,
+            "model.prior_in_decoder": prior_in_decoder,
+            "model.gated_decoder": gated_decoder,
+            "model.architecture=lstm": architecture == "lstm",
+        }
         if not use_condition and any(uses_c.values()):
-            raise ConfigError(f"{[k for k, v in uses_c.items() if v]} need the condition but model.use_condition="
-                              "false; set model.use_condition=true or turn them off")
+            raise ConfigError(
+                f"{[k for k, v in uses_c.items() if v]} need the condition but model.use_condition="
+                "false; set model.use_condition=true or turn them off"
+            )
         if share_encoder_prior and prior != "learned":
-            raise ConfigError("model.share_encoder_prior=true shares the encoder with a learned prior; set "
-                              "model.prior=learned (or model.share_encoder_prior=false)")
+            raise ConfigError(
+                "model.share_encoder_prior=true shares the encoder with a learned prior; set "
+                "model.prior=learned (or model.share_encoder_prior=false)"
+            )
         if prior_in_decoder and prior == "learned":
-            raise ConfigError("model.prior_in_decoder=true folds the learned prior into the decoder (the KL is to "
-                              "N(0, I)); set model.prior=standard with it, or model.prior_in_decoder=false")
+            raise ConfigError(
+                "model.prior_in_decoder=true folds the learned prior into the decoder (the KL is to "
+                "N(0, I)); set model.prior=standard with it, or model.prior_in_decoder=false"
+            )
         if use_condition and condition_features < 1:
             raise ConfigError(f"model.condition_features={condition_features} must be >= 1")
         needed = needed_latent_dims(data, use_condition)
         if needed is not None and latent_dim < needed:
-            raise ConfigError(f"model.latent_dim={latent_dim} is below the {needed} active dims data={data.name} "
-                              f"needs; set model.latent_dim >= {needed}")
+            raise ConfigError(
+                f"model.latent_dim={latent_dim} is below the {needed} active dims data={data.name} "
+                f"needs; set model.latent_dim >= {needed}"
+            )
 
     def _condition_net(self, out_features: int) -> nn.Module:
         """c -> (B, out_features): an MLP on the flattened c, or for lstm an LSTM over c's frames then a linear
@@ -170,7 +225,7 @@ class ConditionalVAE(LearnableGammaModel):
         """The gated decoder's g(c) in (0, 1), shape (B, latent_dim)."""
         if not self.gated:
             raise ValueError("gates() needs model.gated_decoder=true")
-        return torch.sigmoid(self.decoder_condition(batch["c"])[:, self.decoder_cond_features:])
+        return torch.sigmoid(self.decoder_condition(batch["c"])[:, self.decoder_cond_features :])
 
     def decode(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         h = z
@@ -181,8 +236,8 @@ class ConditionalVAE(LearnableGammaModel):
                 h = p.mean + (0.5 * p.logvar).exp() * h
             features = self.decoder_condition(c)
             if self.gated:
-                h = h * torch.sigmoid(features[:, self.decoder_cond_features:])
-                features = features[:, :self.decoder_cond_features]
+                h = h * torch.sigmoid(features[:, self.decoder_cond_features :])
+                features = features[:, : self.decoder_cond_features]
             h = torch.cat([h, features], 1)
         out = self.decoder(h)
         return (out.sigmoid() if self.output_sigmoid else out).view(-1, *self.x_shape)

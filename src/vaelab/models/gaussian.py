@@ -1,4 +1,5 @@
 """Diagonal Gaussians as plain tensors: the posterior and prior parameters every model passes around."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ class DiagonalGaussian:
         if prior is None:
             return 0.5 * (self.logvar.exp() + self.mean.square() - 1.0 - self.logvar)
         var_ratio = (self.logvar - prior.logvar).exp()
-        return 0.5 * (var_ratio + (self.mean - prior.mean).square() / prior.logvar.exp() - 1.0
-                      - (self.logvar - prior.logvar))
+        return 0.5 * (
+            var_ratio + (self.mean - prior.mean).square() / prior.logvar.exp() - 1.0 - (self.logvar - prior.logvar)
+        )
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; mean, var) summed over the last dim, shape (batch,)."""

@@ -4,6 +4,7 @@ gamma is one learnable scalar, gamma = exp(log_gamma) + gamma_floor: the floor k
 gamma -> 0 (the objective contains (d - r) log gamma) without clamping (the gradient on log_gamma fades
 smoothly once exp(log_gamma) is below the floor); ``gamma_at_floor`` in ``scalars()`` reports when it binds.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,24 +47,37 @@ class LearnableGammaModel(LatentVariableModel):
 
     def scalars(self) -> dict[str, float]:
         gamma = self.gamma.item()
-        return {"gamma": gamma, "log_gamma": math.log(gamma),
-                "gamma_at_floor": float(self.log_gamma.exp().item() <= self.gamma_floor)}
+        return {
+            "gamma": gamma,
+            "log_gamma": math.log(gamma),
+            "gamma_at_floor": float(self.log_gamma.exp().item() <= self.gamma_floor),
+        }
 
 
 class GaussianVAE(LearnableGammaModel):
     """x (B, d) -> q(z|x) = N(mu, diag sigma^2) over latent_dim (kappa) dims -> x_hat = f(z) (B, d)."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 20, encoder_hidden: Sequence[int] = (64,),
-                 decoder_hidden: Sequence[int] = (64,), activation: str = "relu", log_gamma_init: float = 0.0,
-                 learn_gamma: bool = True, gamma_floor: float = 1e-8):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int = 20,
+        encoder_hidden: Sequence[int] = (64,),
+        decoder_hidden: Sequence[int] = (64,),
+        activation: str = "relu",
+        log_gamma_init: float = 0.0,
+        learn_gamma: bool = True,
+        gamma_floor: float = 1e-8,
+    ):
         super().__init__()
         check_real_valued(data, "vae")
         if latent_dim < 1:
             raise ConfigError(f"model.latent_dim={latent_dim} must be >= 1")
         manifold_dim = data.ground_truth.get("manifold_dim")
         if manifold_dim is not None and latent_dim < manifold_dim:
-            raise ConfigError(f"model.latent_dim={latent_dim} is below data.manifold_dim={manifold_dim}: the VAE "
-                              f"cannot represent the manifold; set model.latent_dim >= {manifold_dim}")
+            raise ConfigError(
+                f"model.latent_dim={latent_dim} is below data.manifold_dim={manifold_dim}: the VAE "
+                f"cannot represent the manifold; set model.latent_dim >= {manifold_dim}"
+            )
         self.latent_dim = latent_dim
         self.x_shape = data.x_shape
         self.x_dim = data.x_dim

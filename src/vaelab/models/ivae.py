@@ -17,6 +17,7 @@ with q(z) and q(z_i) estimated by minibatch-weighted sampling over the batch (up
 training set size, which changes no gradient). Whatever is minimised, ``neg_elbo`` reports the true
 negative ELBO (nats per sample) and evaluation reports the ELBO from it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,13 +45,20 @@ def resolve_latent_dim(latent_dim: int | None, data: DataSpec) -> int:
     n_sources = data.ground_truth.get("n_sources")
     if latent_dim is None:
         if n_sources is None:
-            raise ConfigError(f"model.latent_dim=null follows data.n_sources, and data={data.name} has no number of "
-                              "sources; set model.latent_dim (e.g. model.latent_dim=5) or use data=nonlinear_ica")
+            raise ConfigError(
+                f"model.latent_dim=null follows data.n_sources, and data={data.name} has no number of "
+                "sources; set model.latent_dim (e.g. model.latent_dim=5) or use data=nonlinear_ica"
+            )
         return int(n_sources)
     if n_sources is not None and latent_dim != n_sources:
-        log.warning("vaelab: model.latent_dim=%d but data.n_sources=%d: the model fits %d latents to %d sources; "
-                    "leave model.latent_dim unset (null) to follow the data", latent_dim, n_sources, latent_dim,
-                    n_sources)
+        log.warning(
+            "vaelab: model.latent_dim=%d but data.n_sources=%d: the model fits %d latents to %d sources; "
+            "leave model.latent_dim unset (null) to follow the data",
+            latent_dim,
+            n_sources,
+            latent_dim,
+            n_sources,
+        )
     return latent_dim
 
 
@@ -61,8 +69,10 @@ def resolve_prior_mean(prior_mean: Any, data: DataSpec, prior: str) -> bool:
     if prior_mean == "auto":
         return segment_means
     if prior_mean is False and segment_means and prior == "conditional":
-        log.warning("vaelab: model.prior_mean=false but data.centred=false: the segments have means that p(z|u) "
-                    "cannot follow; leave model.prior_mean=auto to follow the data")
+        log.warning(
+            "vaelab: model.prior_mean=false but data.centred=false: the segments have means that p(z|u) "
+            "cannot follow; leave model.prior_mean=auto to follow the data"
+        )
     return prior_mean
 
 
@@ -74,11 +84,21 @@ def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> to
 class IdentifiableVAE(LatentVariableModel):
     """x (B, d) and u (B, aux_dim) -> q(z|x[,u]) over latent_dim dims -> x_hat = f(z) (B, d)."""
 
-    def __init__(self, data: DataSpec, latent_dim: int | None = None, hidden: Sequence[int] = (100, 100),
-                 activation: str = "leaky_relu", prior: str = "conditional", prior_mean: bool | str = "auto",
-                 encoder_uses_u: bool = True, decoder_var: float = 0.1, learn_decoder_var: bool = False,
-                 beta: float = 1.0, objective: str = "elbo",
-                 objective_weights: Sequence[float] = (100.0, 1.0, 0.0, 10.0)):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int | None = None,
+        hidden: Sequence[int] = (100, 100),
+        activation: str = "leaky_relu",
+        prior: str = "conditional",
+        prior_mean: bool | str = "auto",
+        encoder_uses_u: bool = True,
+        decoder_var: float = 0.1,
+        learn_decoder_var: bool = False,
+        beta: float = 1.0,
+        objective: str = "elbo",
+        objective_weights: Sequence[float] = (100.0, 1.0, 0.0, 10.0),
+    ):
         super().__init__()
         check_real_valued(data, "ivae (or vae_ica)")
         if latent_dim is not None and latent_dim < 1:
@@ -88,19 +108,25 @@ class IdentifiableVAE(LatentVariableModel):
                 raise ConfigError(f"model.{key}={value!r} is unknown; choose one of {list(options)}")
         if not (isinstance(prior_mean, bool) or prior_mean == "auto"):
             raise ConfigError(f"model.prior_mean={prior_mean!r} is unknown; choose one of auto, true, false")
-        needs_u = [k for k, on in (("prior=conditional", prior == "conditional"),
-                                   ("encoder_uses_u=true", encoder_uses_u)) if on]
+        needs_u = [
+            k
+            for k, on in (("prior=conditional", prior == "conditional"), ("encoder_uses_u=true", encoder_uses_u))
+            if on
+        ]
         if needs_u and data.aux_dim == 0:
-            raise ConfigError(f"model.{' and model.'.join(needs_u)} need an auxiliary variable u, and "
-                              f"data={data.name} has none; use data=nonlinear_ica (or another dataset with u), or "
-                              "the plain VAE: model.prior=standard model.encoder_uses_u=false")
+            raise ConfigError(
+                f"model.{' and model.'.join(needs_u)} need an auxiliary variable u, and "
+                f"data={data.name} has none; use data=nonlinear_ica (or another dataset with u), or "
+                "the plain VAE: model.prior=standard model.encoder_uses_u=false"
+            )
         if not decoder_var > 0:
             raise ConfigError(f"model.decoder_var={decoder_var} must be > 0 (e.g. 0.1)")
         if not beta > 0:
             raise ConfigError(f"model.beta={beta} must be > 0 (1 = the ELBO)")
         if len(objective_weights) != 4 or min(objective_weights) < 0:
-            raise ConfigError(f"model.objective_weights={list(objective_weights)} must be four numbers >= 0 "
-                              "(a, b, c, d)")
+            raise ConfigError(
+                f"model.objective_weights={list(objective_weights)} must be four numbers >= 0 (a, b, c, d)"
+            )
         latent_dim = resolve_latent_dim(latent_dim, data)
         prior_mean = resolve_prior_mean(prior_mean, data, prior)
         # the resolved values (what null / auto became)
@@ -111,8 +137,11 @@ class IdentifiableVAE(LatentVariableModel):
         in_dim = self.x_dim + (data.aux_dim if encoder_uses_u else 0)
         self.encoder = mlp(in_dim, hidden, 2 * latent_dim, activation)
         self.decoder = mlp(latent_dim, hidden, self.x_dim, activation)
-        self.prior_net = (mlp(data.aux_dim, hidden, (2 if self.prior_mean else 1) * latent_dim, activation)
-                          if prior == "conditional" else None)
+        self.prior_net = (
+            mlp(data.aux_dim, hidden, (2 if self.prior_mean else 1) * latent_dim, activation)
+            if prior == "conditional"
+            else None
+        )
         log_var = torch.tensor(math.log(decoder_var))
         if learn_decoder_var:
             self.log_decoder_var = nn.Parameter(log_var)
@@ -156,8 +185,9 @@ class IdentifiableVAE(LatentVariableModel):
             terms["loss"] = self._weighted_objective(z, posterior, prior, recon_nll)
         return terms
 
-    def _weighted_objective(self, z: torch.Tensor, posterior: DiagonalGaussian, prior: DiagonalGaussian | None,
-                            recon_nll: torch.Tensor) -> torch.Tensor:
+    def _weighted_objective(
+        self, z: torch.Tensor, posterior: DiagonalGaussian, prior: DiagonalGaussian | None, recon_nll: torch.Tensor
+    ) -> torch.Tensor:
         """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch."""
         a, b, c, d = self.objective_weights
         b, c, d = self.beta * b, self.beta * c, self.beta * d  # the three parts of the KL
@@ -167,10 +197,12 @@ class IdentifiableVAE(LatentVariableModel):
         pairwise = _log_normal(z.unsqueeze(1), posterior.mean.unsqueeze(0), posterior.logvar.unsqueeze(0))
         log_q_z = torch.logsumexp(pairwise.sum(-1), dim=1) - math.log(batch_size)
         log_q_zi = (torch.logsumexp(pairwise, dim=1) - math.log(batch_size)).sum(-1)
-        log_p_z = (_log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) if prior is None else
-                   _log_normal(z, prior.mean, prior.logvar)).sum(-1)
-        objective = (-a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi)
-                     - d * (log_q_zi - log_p_z))
+        log_p_z = (
+            _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+            if prior is None
+            else _log_normal(z, prior.mean, prior.logvar)
+        ).sum(-1)
+        objective = -a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi) - d * (log_q_zi - log_p_z)
         return -objective.mean()
 
     def scalars(self) -> dict[str, float]:

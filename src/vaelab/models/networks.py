@@ -1,4 +1,5 @@
 """Building blocks shared by the models."""
+
 from __future__ import annotations
 
 import itertools
@@ -16,8 +17,17 @@ class XTanh(nn.Module):
         return x.tanh() + 0.1 * x
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh,
-               "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "softplus": nn.Softplus, "xtanh": XTanh}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "prelu": nn.PReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+    "xtanh": XTanh,
+}
 
 
 def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:

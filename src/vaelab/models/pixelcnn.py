@@ -8,6 +8,7 @@ unmasked convolution added to layer 0's pre-activation (standard: concatenated a
 layer's (``skip``). Single-stack masked convolutions: the receptive field has PixelCNN's blind spot, the
 output stays causal. Reference sizes: 8 layers x 32 channels, kernel 3 (7 for layer 0 here).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,8 +33,8 @@ class MaskedConv2d(nn.Conv2d):
             raise ValueError(f"mask_type={mask_type!r} must be 'A' or 'B'")
         mask = torch.ones_like(self.weight)
         centre = kernel_size // 2
-        mask[:, :, centre, centre + (mask_type == "B"):] = 0
-        mask[:, :, centre + 1:] = 0
+        mask[:, :, centre, centre + (mask_type == "B") :] = 0
+        mask[:, :, centre + 1 :] = 0
         self.register_buffer("mask", mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,8 +44,9 @@ class MaskedConv2d(nn.Conv2d):
 class GatedLayer(nn.Module):
     """h -> h + 1x1(tanh(a) * sigmoid(b)), [a, b] = masked_conv(h) (+ conv(z map))."""
 
-    def __init__(self, in_channels: int, channels: int, kernel: int, mask_type: str, z_channels: int | None,
-                 residual: bool):
+    def __init__(
+        self, in_channels: int, channels: int, kernel: int, mask_type: str, z_channels: int | None, residual: bool
+    ):
         super().__init__()
         self.conv = MaskedConv2d(in_channels, 2 * channels, kernel, mask_type)
         self.z_conv = nn.Conv2d(z_channels, 2 * channels, 3, padding=1) if z_channels else None
@@ -63,17 +65,30 @@ class GatedLayer(nn.Module):
 class PixelCNNVAE(LatentVariableModel):
     """x (B, C, H, W) in [0, 1] -> conv encoder -> q(z|x) -> gated PixelCNN logits (B, C, H, W)."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 32, encoder_channels: Sequence[int] = (32, 64),
-                 layers: int = 8, channels: int = 32, kernel: int = 3, first_kernel: int = 7,
-                 z_channels: int = 1, skip: bool = False):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int = 32,
+        encoder_channels: Sequence[int] = (32, 64),
+        layers: int = 8,
+        channels: int = 32,
+        kernel: int = 3,
+        first_kernel: int = 7,
+        z_channels: int = 1,
+        skip: bool = False,
+    ):
         super().__init__()
         if len(data.x_shape) != 3:
-            raise ConfigError(f"model=pixelcnn needs image data (C, H, W); data={data.name} has x_shape "
-                              f"{tuple(data.x_shape)}; use data=mnist or fashion_mnist")
+            raise ConfigError(
+                f"model=pixelcnn needs image data (C, H, W); data={data.name} has x_shape "
+                f"{tuple(data.x_shape)}; use data=mnist or fashion_mnist"
+            )
         check_bernoulli_data(data, "pixelcnn")
         if latent_dim < 1 or layers < 1 or channels < 1 or z_channels < 1:
-            raise ConfigError(f"model.latent_dim={latent_dim}, model.layers={layers}, model.channels={channels} "
-                              f"and model.z_channels={z_channels} must all be >= 1")
+            raise ConfigError(
+                f"model.latent_dim={latent_dim}, model.layers={layers}, model.channels={channels} "
+                f"and model.z_channels={z_channels} must all be >= 1"
+            )
         if kernel % 2 == 0 or first_kernel % 2 == 0:
             raise ConfigError(f"model.kernel={kernel} and model.first_kernel={first_kernel} must be odd")
         c, h, w = data.x_shape
@@ -89,9 +104,16 @@ class PixelCNNVAE(LatentVariableModel):
         self.encoder_head = nn.Linear(flat, 2 * latent_dim)
         self.z_map = nn.Linear(latent_dim, z_channels * h * w)
         self.layers = nn.ModuleList(
-            GatedLayer(c if i == 0 else channels, channels, first_kernel if i == 0 else kernel,
-                       "A" if i == 0 else "B", z_channels if (i == 0 or skip) else None, residual=i > 0)
-            for i in range(layers))
+            GatedLayer(
+                c if i == 0 else channels,
+                channels,
+                first_kernel if i == 0 else kernel,
+                "A" if i == 0 else "B",
+                z_channels if (i == 0 or skip) else None,
+                residual=i > 0,
+            )
+            for i in range(layers)
+        )
         self.out = nn.Conv2d(channels, c, 1)
 
     def encode(self, batch: Batch) -> DiagonalGaussian:

@@ -14,6 +14,7 @@ the encoder's gradient), ``recon_nll`` and ``kl`` of q_K, and ``encoder_loss``: 
 ``kl_weight`` (set by the training module during KL warm-up) weights the KL in the SVI objective and in the
 encoder's ELBO. Config: ``inference=sa`` (conf/inference/sa.yaml) wraps whatever ``model=`` is.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,16 @@ from vaelab.models.gaussian import DiagonalGaussian
 class SemiAmortized(LatentVariableModel):
     """Wraps `model` (any LatentVariableModel): same prior, decoder and likelihood, refined posteriors."""
 
-    def __init__(self, model: LatentVariableModel, steps: int = 20, lr: float = 0.02, momentum: float = 0.5,
-                 clip: float = 5.0, end_to_end: bool = False, refine_in_eval: bool = True):
+    def __init__(
+        self,
+        model: LatentVariableModel,
+        steps: int = 20,
+        lr: float = 0.02,
+        momentum: float = 0.5,
+        clip: float = 5.0,
+        end_to_end: bool = False,
+        refine_in_eval: bool = True,
+    ):
         super().__init__()
         if steps < 0:
             raise ConfigError(f"inference.steps={steps} must be >= 0")
@@ -58,9 +67,16 @@ class SemiAmortized(LatentVariableModel):
         """q_K after K SVI steps from q0 (parameters (B, k)); differentiable w.r.t. q0 and the model's weights
         only with `create_graph` (end-to-end training), else detached."""
         # cuDNN refuses an RNN backward in eval mode (dropout off): evaluation refines with cuDNN's RNN off
-        with torch.inference_mode(False), torch.enable_grad(), torch.backends.cudnn.flags(
-                enabled=self.training and torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
-                deterministic=torch.backends.cudnn.deterministic, allow_tf32=torch.backends.cudnn.allow_tf32):
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            torch.backends.cudnn.flags(
+                enabled=self.training and torch.backends.cudnn.enabled,
+                benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic,
+                allow_tf32=torch.backends.cudnn.allow_tf32,
+            ),
+        ):
             if create_graph:
                 mean, logvar = q0.mean, q0.logvar
             else:  # clones: tensors made under inference mode (validation) cannot enter autograd
@@ -70,8 +86,9 @@ class SemiAmortized(LatentVariableModel):
             velocity_mean, velocity_logvar = torch.zeros_like(mean), torch.zeros_like(logvar)
             for _ in range(self.steps):
                 recon, kl = self.neg_elbo(batch, DiagonalGaussian(mean, logvar))
-                grad_mean, grad_logvar = torch.autograd.grad((recon + self.kl_weight * kl).sum(), (mean, logvar),
-                                                             create_graph=create_graph)
+                grad_mean, grad_logvar = torch.autograd.grad(
+                    (recon + self.kl_weight * kl).sum(), (mean, logvar), create_graph=create_graph
+                )
                 velocity_mean = self.momentum * velocity_mean + self._clipped(grad_mean)
                 velocity_logvar = self.momentum * velocity_logvar + self._clipped(grad_logvar)
                 mean, logvar = mean - self.lr * velocity_mean, logvar - self.lr * velocity_logvar
@@ -116,5 +133,4 @@ class SemiAmortized(LatentVariableModel):
             grad_mean, grad_logvar = torch.autograd.grad(encoder_objective, (q0.mean, q0.logvar))
             surrogate = (q0.mean * grad_mean).sum() + (q0.logvar * grad_logvar).sum()
             loss = loss + (surrogate - surrogate.detach())
-        return {"loss": loss, "recon_nll": recon, "kl": kl,
-                "encoder_loss": (recon0 + kl0).mean().detach()}
+        return {"loss": loss, "recon_nll": recon, "kl": kl, "encoder_loss": (recon0 + kl0).mean().detach()}

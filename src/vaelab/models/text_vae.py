@@ -10,6 +10,7 @@ longest row. The reconstruction term is the summed token cross-entropy in nats p
 ``<s>`` not, padding masked); ``token_count`` gives the predicted tokens per document, so that perplexity is
 exp(total NLL / total tokens).
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,21 +26,36 @@ from vaelab.models.gaussian import DiagonalGaussian
 
 def trim(x: torch.Tensor) -> torch.Tensor:
     """The batch cut to its longest row, shape (B, max length)."""
-    return x[:, :int(lengths_of(x).max())]
+    return x[:, : int(lengths_of(x).max())]
 
 
 class TextVAE(LatentVariableModel):
     """x (B, T) token ids -> q(z|x) = N(mu, diag sigma^2) over latent_dim dims -> next-token distributions."""
 
-    def __init__(self, data: DataSpec, latent_dim: int = 32, embedding_dim: int = 128, encoder_hidden: int = 256,
-                 decoder_hidden: int = 256, decoder_layers: int = 1, dropout: float = 0.0, skip: bool = False):
+    def __init__(
+        self,
+        data: DataSpec,
+        latent_dim: int = 32,
+        embedding_dim: int = 128,
+        encoder_hidden: int = 256,
+        decoder_hidden: int = 256,
+        decoder_layers: int = 1,
+        dropout: float = 0.0,
+        skip: bool = False,
+    ):
         super().__init__()
         if data.vocab_size < 1:
-            raise ConfigError(f"model=text_vae needs text data (e.g. data=ptb or data=yahoo_local); data={data.name} "
-                              f"has samples of shape {tuple(data.x_shape)} and no vocabulary")
-        for key, value in (("latent_dim", latent_dim), ("embedding_dim", embedding_dim),
-                           ("encoder_hidden", encoder_hidden), ("decoder_hidden", decoder_hidden),
-                           ("decoder_layers", decoder_layers)):
+            raise ConfigError(
+                f"model=text_vae needs text data (e.g. data=ptb or data=yahoo_local); data={data.name} "
+                f"has samples of shape {tuple(data.x_shape)} and no vocabulary"
+            )
+        for key, value in (
+            ("latent_dim", latent_dim),
+            ("embedding_dim", embedding_dim),
+            ("encoder_hidden", encoder_hidden),
+            ("decoder_hidden", decoder_hidden),
+            ("decoder_layers", decoder_layers),
+        ):
             if value < 1:
                 raise ConfigError(f"model.{key}={value} must be >= 1")
         if not 0 <= dropout < 1:
@@ -52,15 +68,20 @@ class TextVAE(LatentVariableModel):
         self.to_h0 = nn.Linear(latent_dim, decoder_hidden)
         skip_width = latent_dim if skip else 0
         self.decoder = nn.ModuleList(
-            nn.LSTM((embedding_dim + latent_dim) if layer == 0 else (decoder_hidden + skip_width), decoder_hidden,
-                    batch_first=True) for layer in range(decoder_layers))
+            nn.LSTM(
+                (embedding_dim + latent_dim) if layer == 0 else (decoder_hidden + skip_width),
+                decoder_hidden,
+                batch_first=True,
+            )
+            for layer in range(decoder_layers)
+        )
         self.dropout = nn.Dropout(dropout)
         self.to_logits = nn.Linear(decoder_hidden + skip_width, data.vocab_size)
 
     def encode(self, batch: Batch) -> DiagonalGaussian:
         x = trim(batch["x"])
-        states, _ = self.encoder(self.encoder_embedding(x))                       # (B, T, H)
-        last = states[torch.arange(len(x)), lengths_of(x) - 1]                   # the state after </s>
+        states, _ = self.encoder(self.encoder_embedding(x))  # (B, T, H)
+        last = states[torch.arange(len(x)), lengths_of(x) - 1]  # the state after </s>
         mean, logvar = self.to_posterior(last).chunk(2, dim=-1)
         return DiagonalGaussian(mean, logvar)
 
@@ -88,7 +109,7 @@ class TextVAE(LatentVariableModel):
 
     def reconstruction_nll(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) in nats per document, shape (B,): cross-entropy summed over w_1 .. w_n </s>."""
-        targets = x[:, 1:decoded.shape[1] + 1]
+        targets = x[:, 1 : decoded.shape[1] + 1]
         scored = targets != PAD  # the softmax (most of the cost) runs on these positions only
         nll = torch.zeros(targets.shape, dtype=decoded.dtype, device=decoded.device)
         nll[scored] = F.cross_entropy(self.logits(decoded[scored]), targets[scored], reduction="none")

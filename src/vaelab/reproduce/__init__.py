@@ -8,6 +8,7 @@ running again finishes what is missing). ``Runs`` reads the run files (``metrics
 back; a comparison (vaelab.reproduce.table) turns them into rows and verdicts, and vaelab.reproduce.document
 into a page with the commands, the git commit, the date and the machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,9 @@ class Runs:
 
     def values(self, setting: Setting | str, key: str) -> dict[int, float]:
         """{seed: value} of `key` over the completed runs where it is a finite number."""
-        return {s: r.metrics[key] for s, r in self.completed(setting).items()
-                if math.isfinite(r.metrics.get(key, math.nan))}
+        return {
+            s: r.metrics[key] for s, r in self.completed(setting).items() if math.isfinite(r.metrics.get(key, math.nan))
+        }
 
     def record(self, setting: Setting, run: RunResult) -> dict:
         """The whole metrics.json of a run (with its per-dimension lists, which RunResult leaves out)."""
@@ -119,9 +121,19 @@ def command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ())
     """The ``vaelab-train -m`` command line of one setting: its overrides, `extra`, its seeds, its sweep
     folder, skip_completed and (n_jobs > 1) the joblib launcher."""
     launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs > 1 else []
-    return [sys.executable, "-m", "vaelab.train", "-m", *setting.overrides, *extra,
-            f"seed={','.join(map(str, setting.seeds))}", f"hydra.sweep.dir={sweep_dir(out, setting)}",
-            "skip_completed=true", "callbacks.progress_bar=null", *launcher]
+    return [
+        sys.executable,
+        "-m",
+        "vaelab.train",
+        "-m",
+        *setting.overrides,
+        *extra,
+        f"seed={','.join(map(str, setting.seeds))}",
+        f"hydra.sweep.dir={sweep_dir(out, setting)}",
+        "skip_completed=true",
+        "callbacks.progress_bar=null",
+        *launcher,
+    ]
 
 
 def shown_command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ()) -> str:

@@ -7,6 +7,7 @@ failures, figures, commands, git commit, date, machine) goes to ``<out>/table.md
 ``docs/results/<study>.md`` with its figures in ``docs/results/figures/``; not written by ``--full``,
 ``--smoke`` or ``--only`` unless ``--doc`` is given). The exit code is 1 when the study fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,11 @@ STUDIES = {
     "skip": "Dieng et al. (2019): standard vs skip decoders (MNIST, text)",
     "generalization": "the defaults on held-out settings (tuning / held_out halves)",
 }
-USAGE = ("usage: vaelab-reproduce <study> [options] [overrides]\n\nstudies:\n"
-         + "".join(f"  {name:<15} {what}\n" for name, what in STUDIES.items())
-         + "\n`vaelab-reproduce <study> --help` lists the options.")
+USAGE = (
+    "usage: vaelab-reproduce <study> [options] [overrides]\n\nstudies:\n"
+    + "".join(f"  {name:<15} {what}\n" for name, what in STUDIES.items())
+    + "\n`vaelab-reproduce <study> --help` lists the options."
+)
 
 
 def load(name: str) -> Study:
@@ -55,25 +58,45 @@ def seeds_arg(text: str) -> int | list[int]:
 
 def parser(study: Study) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"vaelab-reproduce {study.name}", description=study.title)
-    p.add_argument("--half", choices=(*study.tables(), "all"), default="all", metavar="HALF",
-                   help=f"only the settings of this half or table ({', '.join(study.tables())}; default all)")
-    p.add_argument("--seeds", type=seeds_arg, default=None,
-                   help="N: seeds s0..s0+N-1 per setting (s0: its first default seed); a,b,c: exactly these")
+    p.add_argument(
+        "--half",
+        choices=(*study.tables(), "all"),
+        default="all",
+        metavar="HALF",
+        help=f"only the settings of this half or table ({', '.join(study.tables())}; default all)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=seeds_arg,
+        default=None,
+        help="N: seeds s0..s0+N-1 per setting (s0: its first default seed); a,b,c: exactly these",
+    )
     p.add_argument("--n-jobs", type=int, default=1, help="jobs at once (joblib launcher, one thread each)")
-    p.add_argument("--jobs-per-setting", type=int, default=None,
-                   help="jobs of one setting at once (default min(--n-jobs, seeds)); with fewer than --n-jobs, "
-                        "settings run side by side")
+    p.add_argument(
+        "--jobs-per-setting",
+        type=int,
+        default=None,
+        help="jobs of one setting at once (default min(--n-jobs, seeds)); with fewer than --n-jobs, "
+        "settings run side by side",
+    )
     p.add_argument("--out", type=Path, default=None, help=f"sweeps folder (default outputs/reproduce/{study.name})")
-    p.add_argument("--only", default=None, help="only the settings whose label contains this text (and the "
-                                                "settings they are compared with)")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="only the settings whose label contains this text (and the settings they are compared with)",
+    )
     if study.has_full:
         p.add_argument("--full", action="store_true", help="the paper's sizes (hours on a CPU)")
     p.add_argument("--smoke", action="store_true", help="every setting shrunk to two epochs, one seed: plumbing only")
     p.add_argument("--table-only", action="store_true", help="rebuild the page from the run files, run nothing")
     p.add_argument("--list", action="store_true", help="print each setting's vaelab-train command, run nothing")
     p.add_argument("--plan", action="store_true", help="print the estimated optimizer steps per run, run nothing")
-    p.add_argument("--doc", type=Path, default=None,
-                   help=f"the results page (default docs/results/{study.name}.md; none for --full/--smoke/--only)")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help=f"the results page (default docs/results/{study.name}.md; none for --full/--smoke/--only)",
+    )
     p.add_argument("overrides", nargs="*", help="extra overrides for every job, e.g. trainer=gpu")
     return p
 
@@ -87,8 +110,9 @@ def with_seeds(setting: Setting, seeds: int | list[int] | None) -> Setting:
 
 def choose(settings: Sequence[Setting], half: str, only: str | None) -> list[Setting]:
     """The settings of `half` whose label (or sweep label) contains `only`, with the settings they compare with."""
-    picked = {s.label for s in settings if half in ("all", s.table) and (
-        only is None or only in s.label or only in s.sweep)}
+    picked = {
+        s.label for s in settings if half in ("all", s.table) and (only is None or only in s.label or only in s.sweep)
+    }
     picked |= {s.reference for s in settings if s.label in picked and s.reference}
     return [s for s in settings if s.label in picked]
 
@@ -142,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     page_dir = doc.parent if doc else out
     figures = study.figures(chosen, runs, page_dir / "figures")
     invocation = shlex.join(["vaelab-reproduce", name, *rest])
-    text, failed = study.page(chosen, runs, figures, page_dir, provenance(invocation, commands, out, args.table_only),
-                              args.smoke)
+    text, failed = study.page(
+        chosen, runs, figures, page_dir, provenance(invocation, commands, out, args.table_only), args.smoke
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
     if doc is not None:

@@ -3,6 +3,7 @@
 ``write_page`` replaces everything above MARKER and keeps what is below it, so a page can be regenerated from
 the run files at any time without losing the analysis written under the tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,19 @@ def machine() -> str:
     import torch
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
-    return (f"{cpu_name()}, {os.cpu_count()} cores; GPU: {', '.join(gpus) or 'none'}; {platform.platform()}; "
-            f"Python {platform.python_version()}; torch {torch.__version__}")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores; GPU: {', '.join(gpus) or 'none'}; {platform.platform()}; "
+        f"Python {platform.python_version()}; torch {torch.__version__}"
+    )
 
 
 def git_commit() -> str:
     """HEAD of the checkout in the current directory, marked when tracked files have uncommitted changes."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
@@ -49,9 +53,11 @@ def provenance(invocation: str, commands: list[str], out: Path, table_only: bool
     """The page's last section: the command, each setting's vaelab-train command, commit, date, machine."""
     where = "the runs'" if not table_only else "this page's; its tables come from run files that may be another's"
     listed = "\n".join(f"    {c}" for c in commands)
-    return (f"### Provenance\n\nCommand: `{invocation}`  \nGit commit: {git_commit()}  \n"
-            f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  \nMachine ({where}): {machine()}  \nRuns: `{out}`\n\n"
-            f"The settings' commands (one resumable multirun each):\n\n{listed}\n")
+    return (
+        f"### Provenance\n\nCommand: `{invocation}`  \nGit commit: {git_commit()}  \n"
+        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  \nMachine ({where}): {machine()}  \nRuns: `{out}`\n\n"
+        f"The settings' commands (one resumable multirun each):\n\n{listed}\n"
+    )
 
 
 def write_page(path: Path, generated: str) -> None:

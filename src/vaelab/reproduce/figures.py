@@ -3,6 +3,7 @@
 Each function draws one figure from plain numbers and saves it; the studies collect the numbers from the run
 files. Seeds are dots, their mean a bar or a line.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,8 +26,14 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def per_setting(path: Path, labels: Sequence[str], values: Sequence[Sequence[float]], ylabel: str,
-                title: str, reference: Sequence[float | None] | None = None) -> Path:
+def per_setting(
+    path: Path,
+    labels: Sequence[str],
+    values: Sequence[Sequence[float]],
+    ylabel: str,
+    title: str,
+    reference: Sequence[float | None] | None = None,
+) -> Path:
     """One column per setting: its seeds as dots, their mean as a bar; `reference` (one value per setting,
     None for none) as a red dash (e.g. the expected value)."""
     longest = max((len(label) for label in labels), default=0)  # the rotated labels need this much height
@@ -44,8 +51,7 @@ def per_setting(path: Path, labels: Sequence[str], values: Sequence[Sequence[flo
     return save(fig, path)
 
 
-def against(path: Path, x: Sequence[float], y: Sequence[Sequence[float]], xlabel: str, ylabel: str,
-            title: str) -> Path:
+def against(path: Path, x: Sequence[float], y: Sequence[Sequence[float]], xlabel: str, ylabel: str, title: str) -> Path:
     """y against x (each x: its seeds as dots, their mean joined by a line) with the diagonal y = x."""
     fig = new_figure(4.5, 4.5)
     ax = fig.add_subplot()

@@ -4,6 +4,7 @@ data, 5-D (the default) and 2-D, seeds 0-4.
 Claims: iVAE mean MCC >= 0.90 (5-D) and >= 0.95 (2-D); the VAE and the beta-VAE at least GAP below the iVAE
 of the same dimension, as means over the seeds both rows have.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,11 +30,29 @@ def settings(full: bool) -> list[Setting]:
     rows = []
     for dim, suffix, bound in (("5-D", "", 0.90), ("2-D", "_2d", 0.95)):
         ivae = f"iVAE {dim}"
-        rows.append(Setting(ivae, [f"experiment=ivae{suffix}"], SEEDS, f"MCC >= {bound:.2f}",
-                            mean_at_least("mcc", bound), dim, params={"bound": bound}))
+        rows.append(
+            Setting(
+                ivae,
+                [f"experiment=ivae{suffix}"],
+                SEEDS,
+                f"MCC >= {bound:.2f}",
+                mean_at_least("mcc", bound),
+                dim,
+                params={"bound": bound},
+            )
+        )
         for name, experiment in (("VAE", "vae_ica"), ("beta-VAE", "betavae_ica")):
-            rows.append(Setting(f"{name} {dim}", [f"experiment={experiment}{suffix}"], SEEDS, f"{GAP} below {ivae}",
-                                gap_below("mcc", GAP), dim, reference=ivae))
+            rows.append(
+                Setting(
+                    f"{name} {dim}",
+                    [f"experiment={experiment}{suffix}"],
+                    SEEDS,
+                    f"{GAP} below {ivae}",
+                    gap_below("mcc", GAP),
+                    dim,
+                    reference=ivae,
+                )
+            )
     return rows
 
 
@@ -49,10 +68,17 @@ def gap(setting: Setting, runs: Runs) -> str:
 
 COMPARISON = Comparison(
     "Identifiability: iVAE vs VAE vs beta-VAE (MCC on the test split)",
-    [Column("setting", label), Column("expected", expected), Column("mcc", stat("mcc")),
-     Column("per seed", per_seed("mcc", digits=".3f")), Column("elbo", stat("elbo")), Column("gap to iVAE", gap),
-     *STANDARD_TAIL],
-    "mcc: mean ± std over the completed seeds, per seed in seed order; elbo: nats per point (test split).")
+    [
+        Column("setting", label),
+        Column("expected", expected),
+        Column("mcc", stat("mcc")),
+        Column("per seed", per_seed("mcc", digits=".3f")),
+        Column("elbo", stat("elbo")),
+        Column("gap to iVAE", gap),
+        *STANDARD_TAIL,
+    ],
+    "mcc: mean ± std over the completed seeds, per seed in seed order; elbo: nats per point (test split).",
+)
 
 
 def draw(chosen: Sequence[Setting], runs: Runs, folder: Path) -> list[Path]:
@@ -60,11 +86,24 @@ def draw(chosen: Sequence[Setting], runs: Runs, folder: Path) -> list[Path]:
     shown = [s for s in chosen if runs.completed(s)]
     if not shown:
         return []
-    return [figures.per_setting(folder / "ivae_mcc.png", [s.label for s in shown],
-                                [list(runs.values(s, "mcc").values()) for s in shown], "MCC (test split)",
-                                "MCC per setting (red: the iVAE's bound)",
-                                [s.params.get("bound") for s in shown])]
+    return [
+        figures.per_setting(
+            folder / "ivae_mcc.png",
+            [s.label for s in shown],
+            [list(runs.values(s, "mcc").values()) for s in shown],
+            "MCC (test split)",
+            "MCC per setting (red: the iVAE's bound)",
+            [s.params.get("bound") for s in shown],
+        )
+    ]
 
 
-STUDY = Study("ivae", "Identifiability: iVAE vs VAE vs beta-VAE (Khemakhem et al. 2020)", ABOUT, settings,
-              [COMPARISON], draw, has_full=False)
+STUDY = Study(
+    "ivae",
+    "Identifiability: iVAE vs VAE vs beta-VAE (Khemakhem et al. 2020)",
+    ABOUT,
+    settings,
+    [COMPARISON],
+    draw,
+    has_full=False,
+)

@@ -1,5 +1,6 @@
 """What a run will cost before it runs: optimizer steps per run from the composed config (``--plan``), and
 the shrunk plumbing-test variant of a setting (``--smoke``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,8 +8,12 @@ from collections.abc import Sequence
 from vaelab.reproduce import Setting
 
 STEP_FLAG = 40_000  # the plan flags settings whose runs take more optimizer steps than this
-SMOKE = ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1", "callbacks.diagnostics.every_n_epochs=1",
-         "logger=none"]
+SMOKE = [
+    "trainer.max_epochs=2",
+    "trainer.check_val_every_n_epoch=1",
+    "callbacks.diagnostics.every_n_epochs=1",
+    "logger=none",
+]
 
 
 def train_points(data) -> int | None:
@@ -65,7 +70,8 @@ def plan(settings: Sequence[Setting], extra: Sequence[str]) -> list[str]:
             text = "steps unknown"
         else:
             text = f"{steps['base']} steps/run" + (
-                f" ({steps['min']}-{steps['max']} with the convergence extensions)" if "min" in steps else "")
+                f" ({steps['min']}-{steps['max']} with the convergence extensions)" if "min" in steps else ""
+            )
         flags = []
         if steps and steps.get("min", steps["base"]) > STEP_FLAG:
             flags.append(f"ABOVE {STEP_FLAG} STEPS")
@@ -86,5 +92,6 @@ def smoke(setting: Setting) -> Setting:
     """The setting shrunk to two epochs (plus its own `smoke` overrides) and its first seed: plumbing only."""
     from dataclasses import replace
 
-    return replace(setting, overrides=merge_overrides(setting.overrides, SMOKE + setting.smoke),
-                   seeds=setting.seeds[:1])
+    return replace(
+        setting, overrides=merge_overrides(setting.overrides, SMOKE + setting.smoke), seeds=setting.seeds[:1]
+    )

@@ -1,4 +1,5 @@
 """A study: its settings, its comparisons, its verdict and figures; ``page`` assembles its results page."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -18,8 +19,9 @@ def verdict_counts(settings: Sequence[Setting], runs: Runs, rows: Sequence[Row])
     lines = []
     for name in dict.fromkeys(r.setting.table for r in rows):
         verdicts = [r.verdict for r in rows if r.setting.table == name and r.verdict != "-"]
-        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("pass", "FAIL", "incomplete", "not run")
-                           if verdicts.count(v))
+        counts = ", ".join(
+            f"{verdicts.count(v)} {v}" for v in ("pass", "FAIL", "incomplete", "not run") if verdicts.count(v)
+        )
         lines.append(f"- **{name}**: {counts or 'no claim checked'}")
     return lines, any(r.verdict == "FAIL" for r in rows)
 
@@ -45,8 +47,15 @@ class Study:
         """The tables (or halves) its settings belong to, in order."""
         return list(dict.fromkeys(s.table for s in self.settings(False)))
 
-    def page(self, chosen: Sequence[Setting], runs: Runs, figures: Sequence[Path], page_dir: Path,
-             provenance: str, smoke: bool) -> tuple[str, bool]:
+    def page(
+        self,
+        chosen: Sequence[Setting],
+        runs: Runs,
+        figures: Sequence[Path],
+        page_dir: Path,
+        provenance: str,
+        smoke: bool,
+    ) -> tuple[str, bool]:
         """The page's Markdown (heading, about, tables, verdict, failures, sections, figures, provenance) and
         whether the study failed."""
         rows_of = [(c, c.rows(chosen, runs)) for c in self.comparisons]
@@ -56,12 +65,18 @@ class Study:
         heading = self.title + (" (SMOKE: plumbing only, its numbers mean nothing)" if smoke else "")
         parts = [f"## {heading}", self.about]
         parts += [c.markdown(found) for c, found in rows_of if found]
-        parts.append("### Verdict\n\n" + ("\n".join(lines) or "(nothing chosen)") + "\n\n**" +
-                     ("FAIL" if failed else "no failure") + "**")
+        parts.append(
+            "### Verdict\n\n"
+            + ("\n".join(lines) or "(nothing chosen)")
+            + "\n\n**"
+            + ("FAIL" if failed else "no failure")
+            + "**"
+        )
         parts.append("### Failures\n\n" + ("\n".join(f"- {f}" for f in failed_rows) if failed_rows else "None."))
         parts += self.sections(chosen, runs)
         if figures:
-            parts.append("### Figures\n\n" + "\n\n".join(
-                f"![{f.stem}]({f.relative_to(page_dir).as_posix()})" for f in figures))
+            parts.append(
+                "### Figures\n\n" + "\n\n".join(f"![{f.stem}]({f.relative_to(page_dir).as_posix()})" for f in figures)
+            )
         parts.append(provenance)
         return "\n\n".join(p.strip("\n") for p in parts) + "\n", failed

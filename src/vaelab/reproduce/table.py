@@ -4,6 +4,7 @@ A ``Column`` turns (setting, runs) into one cell; a ``Comparison`` is a titled t
 selects, its columns followed by the verdict of each setting's rule. The cell helpers here are the ones the
 studies share: mean ± std over seeds, values per seed, convergence per seed, jobs and seconds per run.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -56,8 +57,10 @@ class Comparison:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table; a "|" inside a cell (e.g. the label c=|Au|^0.5) is escaped."""
+
     def line(cells: Sequence) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
 
 
@@ -137,4 +140,3 @@ STANDARD_TAIL = [Column("converged", converged), Column("jobs", jobs), Column("s
 def failures(rows: Sequence[Row]) -> list[str]:
     """'[table] label: why' for every failed row."""
     return [f"[{r.setting.table}] {r.setting.label}: {r.why}" for r in rows if r.verdict == "FAIL"]
-
