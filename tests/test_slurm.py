@@ -2,7 +2,7 @@
 and ``skip_completed=true`` finishing it.
 
 Needs a cluster with an idle node, e.g. the one-node cluster of ``scripts/slurm_local.sh`` (docs/slurm.md);
-skipped with the reason otherwise. About 3 minutes on 2 cores: `pytest -m slurm tests/test_slurm.py`.
+skipped with the reason otherwise. About 1.5 minutes on 2 cores: `pytest -m slurm tests/test_slurm.py`.
 """
 from __future__ import annotations
 
@@ -124,9 +124,11 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
         # Every array task leaves the queue (the other three finish; SLURM kills job 0 after KillWait).
         _wait(lambda: not _array_jobs_left(array_id), LAUNCHER_TIMEOUT_S, f"array {array_id} to leave the queue",
               poll=1.0)
+        stopped = False
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            stopped = True
             # Without accounting submitit cannot learn that the cancelled task ended (sacct fails and it wrote no
             # result), so the launcher would wait for ever: stop it as a user would (docs/slurm.md).
             assert not cluster["accounting"], f"launcher still waiting although sacct works:\n{_tail(proc)}"
@@ -140,6 +142,10 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
     assert proc.returncode != 0, f"a sweep with a cancelled job exited 0:\n{launcher_log[-4000:]}"
     if cluster["accounting"]:
         assert "Bypassing sacct error" not in launcher_log  # accounting on: submitit's polls are quiet
+    if not stopped and "UncompletedJobError" not in launcher_log:
+        # The cancelled job handed submitit a result: the sweep waited for every job and ended with its report.
+        assert proc.returncode == 1 and "1 of 4 jobs did not complete" in launcher_log, launcher_log[-4000:]
+        assert "Traceback" not in launcher_log, launcher_log[-4000:]
 
     jobs = _job_dirs(sweep)
     assert sorted(jobs) == [0, 1, 2, 3]
