@@ -3,13 +3,15 @@ as the single run with its seed."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import SHARED_DATA, SHORT
-from vaelab.errors import ConfigError, RunExistsError
+from vaelab.errors import ConfigError, RunExistsError, RunInterrupted
 from vaelab.models.base import Batch
 from vaelab.run_record import RunRecord, read_metrics
 from vaelab.seed_parallel import loss as member_loss
@@ -193,7 +195,7 @@ def test_a_diverging_member_stops_alone(make_cfg, tmp_path):
         loop.stacked.member_modules["decoder.0"].weight[1] = 1e30
     before = [p.detach()[1].clone() for p in loop.params]
     records = [RunRecord(m.directory, seed=m.seed) for m in members]
-    results = _train(loop, records)
+    results = _train(loop, records, tmp_path / "checkpoints" / "last.ckpt")
     assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
     diverged = read_metrics(members[1].directory)
     assert diverged["diverged_at_step"] == 0 and diverged["diverged_on"] == "loss" and "error" in diverged
@@ -219,6 +221,54 @@ def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):
         train_seeds(cfg, [4, 5])
     again = train_seeds(make_cfg(*VAE, "trainer.max_steps=-1", "skip_completed=true", name="sp"), [4, 5])
     assert [r["skipped"] for r in again] == [True, True]
+
+
+def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch):
+    """SIGINT at the end of epoch 1 (member 1 already diverged, member 2 already finished by then): the state
+    is saved, every member's metrics.json says interrupted, and the resumed run ends where the uninterrupted
+    one does, bit for bit."""
+    overrides = [*VAE, "trainer.max_steps=-1", "trainer.max_epochs=4", "callbacks.diagnostics.every_n_epochs=2",
+                 "callbacks.last_checkpoint.every_n_epochs=3"]
+    end_epoch, fit = SeedParallelLoop._end_epoch, SeedParallelLoop.fit
+
+    def fit_with_trouble(loop, *args):  # member 1 diverges at once; member 2 is done after epoch 0
+        with torch.no_grad():
+            loop.stacked.member_modules["decoder.0"].weight[1] = 1e30
+        fit(loop, *args)
+
+    def end_epoch_finishing_member_2(loop, stopped):
+        end_epoch(loop, stopped)
+        if loop.epoch == 0:
+            loop.members[2].status = "finished"
+            loop._freeze(2)
+
+    monkeypatch.setattr(SeedParallelLoop, "_end_epoch", end_epoch_finishing_member_2)
+    monkeypatch.setattr(SeedParallelLoop, "fit", fit_with_trouble)
+    whole = train_seeds(make_cfg(*overrides, name="whole"), [0, 1, 2])
+
+    def end_epoch_interrupted(loop, stopped):
+        end_epoch_finishing_member_2(loop, stopped)
+        if loop.epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(SeedParallelLoop, "_end_epoch", end_epoch_interrupted)
+    with pytest.raises(RunInterrupted):
+        train_seeds(make_cfg(*overrides, name="cut"), [0, 1, 2])
+    saved = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    for seed in (0, 1, 2):
+        record = read_metrics(tmp_path / "cut" / f"seed_{seed}")
+        assert record["status"] == "interrupted" and record["checkpoint"] == str(saved)
+        assert record["interrupted_at_epoch"] == 1
+    monkeypatch.setattr(SeedParallelLoop, "_end_epoch", end_epoch)  # the resumed loop needs no help
+    monkeypatch.setattr(SeedParallelLoop, "fit", fit)
+    with pytest.raises(ConfigError, match="holds seeds"):
+        train_seeds(make_cfg(*overrides, f"ckpt_path={saved}", name="cut"), [0, 1])
+    resumed = train_seeds(make_cfg(*overrides, f"ckpt_path={saved}", name="cut"), [0, 1, 2])
+    assert [r["status"] for r in resumed] == [r["status"] for r in whole] == ["completed", "diverged", "completed"]
+    for before, after in zip(whole, resumed, strict=True):
+        assert after["resumed_from"] == str(saved)
+        for key in ("elbo", "active_dims", "steps", "epochs", "gamma", "diverged_at_step", "last_finite_loss"):
+            assert after.get(key) == before.get(key), key
 
 
 def _logged(run_dir: Path) -> dict[str, list[float]]:

@@ -2,10 +2,11 @@
 with its seed writes (metrics.json with the same fields, TensorBoard scalars, the model's weights).
 
 What differs from S single runs: the members train as one stacked model (vaelab.seed_parallel.training);
-the Lightning validation loop (``val/loss`` and the ``best-epoch*.ckpt`` it selects) does not run, the
-diagnostics' validation runs do; the checkpoint is the final model only (``checkpoints/model.ckpt``, a
-Lightning-style ``state_dict`` of the training module), so a seed-parallel run cannot be resumed yet;
-``compile=true`` is not applied (the stacked loss runs eagerly).
+no ``best-epoch*.ckpt`` (Lightning's ModelCheckpoint on ``val/loss``); each member's checkpoint is its final
+model (``checkpoints/model.ckpt``, a Lightning-style ``state_dict`` of the training module), and the state
+to resume from is one file for all members, ``<paths.output_dir>/checkpoints/last.ckpt``
+(vaelab.seed_parallel.checkpoint: ``ckpt_path=`` that file, or ``resume=<paths.output_dir>``, continues every
+member); ``compile=true`` is not applied (the stacked loss runs eagerly).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import torch
 from omegaconf import DictConfig
 
 from vaelab import run_dir
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, RunInterrupted
 from vaelab.run_record import RunRecord
+from vaelab.seed_parallel import checkpoint
 from vaelab.seed_parallel.members import Member, build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
 
@@ -55,9 +57,6 @@ def check_options(cfg: DictConfig) -> None:
                           "for now; use trainer=cpu")
     if int(cfg.get("restarts", 1)) != 1:
         raise ConfigError(f"restarts={cfg.restarts} cannot be combined with seed-parallel training yet; set restarts=1")
-    for key in ("ckpt_path", "resume"):
-        if cfg.get(key):
-            raise ConfigError(f"{key}={cfg[key]}: seed-parallel runs cannot be resumed yet; run without {key}")
 
 
 def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | Path] | None = None,
@@ -78,36 +77,60 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
         Path(cfg.paths.output_dir) / f"seed_{s}" for s in seeds]
     if len(dirs) != len(seeds):
         raise ConfigError(f"{len(dirs)} run directories for {len(seeds)} seeds")
-    starts = [run_dir.decide(d, None, bool(cfg.get("skip_completed"))) for d in dirs]
-    resumable = [str(d) for d, start in zip(dirs, starts, strict=True) if start.ckpt_path]
+    ckpt_path = cfg.get("ckpt_path")
+    state = _resumed_state(ckpt_path, seeds)
+    starts = [run_dir.decide(d, ckpt_path, bool(cfg.get("skip_completed"))) for d in dirs]
+    resumable = [str(d) for d, start in zip(dirs, starts, strict=True) if start.ckpt_path and not ckpt_path]
     if resumable:
-        raise ConfigError(f"skip_completed=true would continue the interrupted runs in {resumable} from their "
-                          "checkpoints, which seed-parallel training cannot do yet; continue them one at a time "
-                          "(vaelab-train resume=<run dir>)")
+        raise ConfigError(f"skip_completed=true would continue the interrupted single runs in {resumable} from "
+                          "their own checkpoints; continue them one at a time (vaelab-train resume=<run dir>)")
     todo = [i for i, start in enumerate(starts) if not start.skip]
+    if state is not None and len(todo) != len(seeds):
+        raise ConfigError(f"ckpt_path={ckpt_path} continues every member; drop skip_completed=true")
     results: dict[int, dict[str, Any]] = {i: {**starts[i].previous, "skipped": True}
                                           for i in range(len(seeds)) if starts[i].skip}
     if todo:
         members = [build_member(cfg, seeds[i], dirs[i]) for i in todo]
         loop = SeedParallelLoop(members)  # checks that the model stacks before a directory is claimed
+        if state is not None:
+            checkpoint.load_loop_state(loop, state)
         kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "seeds")]
         records = [run_dir.claim(m.directory, starts[i], name=cfg.name, seed=m.seed,
                                  overrides=[*kept, f"seed={m.seed}"], run_dir=str(m.directory),
                                  seed_parallel=len(members))
                    for i, m in zip(todo, members, strict=True)]
-        results.update(zip(todo, _train(loop, records), strict=True))
+        results.update(zip(todo, _train(loop, records, Path(cfg.paths.output_dir) / run_dir.LAST_CKPT), strict=True))
     return [results[i] for i in range(len(seeds))]
 
 
-def _train(loop: SeedParallelLoop, records: list[RunRecord]) -> list[dict[str, Any]]:
-    """Trains the members and finishes each one's metrics.json; an error that stops the whole loop is recorded
-    in every member's and raised."""
+def _resumed_state(ckpt_path: str | None, seeds: list[int]) -> dict[str, Any] | None:
+    """The seed-parallel state `ckpt_path` holds (None without one); ConfigError naming ``ckpt_path`` when it is
+    missing or not a seed-parallel checkpoint of `seeds`."""
+    if not ckpt_path:
+        return None
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give the checkpoint a seed-parallel run saved "
+                          "(<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
+    try:
+        return checkpoint.read(ckpt_path, seeds)
+    except ValueError as err:
+        raise ConfigError(f"ckpt_path={ckpt_path}: {err}; resume it with the seeds it was started with") from None
+
+
+def _train(loop: SeedParallelLoop, records: list[RunRecord], checkpoint_path: Path) -> list[dict[str, Any]]:
+    """Trains the members (saving the loop's state to `checkpoint_path`) and finishes each one's metrics.json;
+    an interruption or an error that stops the whole loop is recorded in every member's and raised."""
     for member, record in zip(loop.members, records, strict=True):
         record.update(data=member.run.datamodule.spec.name, model=type(member.run.model).__name__,
                       **_model_sizes(member.run.model),
                       **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()})
     try:
-        loop.fit()
+        loop.fit(checkpoint_path)
+    except RunInterrupted as err:
+        for record in records:
+            record.finish("interrupted", error=str(err), checkpoint=err.checkpoint, interrupted_at_epoch=err.epoch,
+                          interrupted_at_step=err.step)
+        raise
     except (KeyboardInterrupt, SystemExit) as err:
         for record in records:
             record.finish("interrupted", error=type(err).__name__)

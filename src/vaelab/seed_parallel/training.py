@@ -18,12 +18,18 @@ that continue share a fresh schedule.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from vaelab.errors import ConfigError
+from vaelab.callbacks import LastCheckpoint
+from vaelab.errors import ConfigError, RunInterrupted
 from vaelab.schedules import takes_total_steps, total_steps
+from vaelab.seed_parallel.checkpoint import Interruptions, save
 from vaelab.seed_parallel.loss import member_terms
 from vaelab.seed_parallel.members import Member
 from vaelab.seed_parallel.stacking import StackedModel
@@ -59,6 +65,7 @@ class SeedParallelLoop:
         self.global_step, self.epoch = 0, 0
         self.frozen = torch.zeros(len(members), dtype=torch.bool)
         self.frozen_values = [p.detach().clone() for p in self.params]
+        self._saved_at = time.monotonic()
 
     def _scheduler(self, steps: int) -> Any:
         if self.scheduler_factory is None:
@@ -70,8 +77,44 @@ class SeedParallelLoop:
                               "shared by the members of a seed-parallel run; pick a step-based one")
         return scheduler
 
-    def fit(self) -> None:
-        """Trains until every member has finished or diverged."""
+    def fit(self, checkpoint: Path | None = None) -> None:
+        """Trains until every member has finished or diverged. With `checkpoint` (a file path), the loop's state is
+        saved there at epoch ends as the members' ``callbacks.last_checkpoint`` says (every N epochs, every T
+        seconds, and on SIGINT/SIGTERM, after which RunInterrupted stops the run); a loop whose state was loaded
+        (``checkpoint.load_loop_state``) continues from it."""
+        self._prepare_convergence()
+        saving = next((c for c in self.members[0].run.callbacks if isinstance(c, LastCheckpoint)), None)
+        if checkpoint is None or saving is None:
+            self._train_epochs(None)
+            return
+        with Interruptions(checkpoint) if saving.on_signal else nullcontext() as interruptions:
+            self._train_epochs(lambda: self._save(checkpoint, saving, interruptions))
+
+    def _train_epochs(self, after_epoch: Callable[[], None] | None) -> None:
+        while self.training_members():
+            for loader in self.loaders:
+                loader.sampler.set_epoch(self.epoch)
+            stopped = self._epoch()
+            self._end_epoch(stopped)
+            self.epoch += 1
+            if after_epoch is not None:
+                after_epoch()
+
+    def _save(self, path: Path, saving: LastCheckpoint, interruptions: Interruptions | None) -> None:
+        """At an epoch end: saves when due (as LastCheckpoint would), and stops after a signal."""
+        received = interruptions.received if interruptions is not None else None
+        now = time.monotonic()
+        due = self.epoch % saving.every_n_epochs == 0 or received is not None or (
+            saving.every_n_seconds is not None and now - self._saved_at >= saving.every_n_seconds)
+        if due and self.training_members() or received is not None:
+            save(self, path)
+            self._saved_at = now
+        if received is not None:
+            raise RunInterrupted(received[0], received[1], str(path), self.epoch - 1, self.global_step)
+
+    def _prepare_convergence(self) -> None:
+        """What Lightning's fit start does for each member's Convergence callback (its budget check, the data's
+        local dimension)."""
         checked = None  # the data's local dimension: a property of the data, which every member shares
         for member in (m for m in self.members if m.convergence is not None):
             member.convergence.setup(member.view, member.run.module, "fit")  # as Lightning calls it
@@ -79,12 +122,6 @@ class SeedParallelLoop:
                 member.convergence.on_fit_start(member.view, member.run.module)
                 checked = member.convergence
             member.convergence.data_dimension = checked.data_dimension
-        while self.training_members():
-            for loader in self.loaders:
-                loader.sampler.set_epoch(self.epoch)
-            stopped = self._epoch()
-            self._end_epoch(stopped)
-            self.epoch += 1
 
     def training_members(self) -> list[int]:
         return [s for s, m in enumerate(self.members) if m.status == "training"]
