@@ -187,6 +187,14 @@ def test_ivae_mcc_agrees_with_separate_runs(make_cfg):
         assert result["active_dims"] == single["active_dims"]
 
 
+def test_members_share_one_copy_of_the_data(make_cfg, tmp_path):
+    first = build_member(make_cfg(*VAE), 0, tmp_path / "seed_0")
+    second = build_member(make_cfg(*VAE), 1, tmp_path / "seed_1", data_from=first)
+    other = build_member(make_cfg(*VAE, "data.data_seed=7"), 2, tmp_path / "seed_2", data_from=first)
+    assert second.run.datamodule.splits is first.run.datamodule.splits
+    assert other.run.datamodule.splits is not first.run.datamodule.splits  # other data: kept apart
+
+
 def test_a_diverging_member_stops_alone(make_cfg, tmp_path):
     cfg = make_cfg(*VAE, "trainer.max_steps=-1")
     members = [build_member(cfg, s, tmp_path / f"seed_{s}") for s in (0, 1, 2)]

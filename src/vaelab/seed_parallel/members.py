@@ -94,13 +94,24 @@ def member_config(cfg: DictConfig, seed: int, output_dir: str | Path) -> DictCon
     return member
 
 
-def build_member(cfg: DictConfig, seed: int, output_dir: str | Path) -> Member:
-    """The member for `seed`, built by ``vaelab.train.build`` (see the module docstring)."""
+def build_member(cfg: DictConfig, seed: int, output_dir: str | Path, data_from: Member | None = None) -> Member:
+    """The member for `seed`, built by ``vaelab.train.build`` (see the module docstring). With `data_from`
+    (another member), the member's data splits become that member's tensors when they are equal (the data
+    depends on ``data.data_seed``, not on ``seed``): one copy of the data in memory, whatever S."""
     from vaelab.train import build
 
     member_cfg = member_config(cfg, seed, output_dir)
     run = build(member_cfg)
     noise = torch.Generator()
     noise.set_state(torch.get_rng_state())
+    if data_from is not None and same_splits(run.datamodule.splits, data_from.run.datamodule.splits):
+        run.datamodule.splits = data_from.run.datamodule.splits
     view = TrainerView(run.datamodule, list(run.trainer.loggers), run.trainer.max_epochs)
     return Member(seed, member_cfg, run, noise, view)
+
+
+def same_splits(a: dict[str, dict[str, torch.Tensor]] | None, b: dict[str, dict[str, torch.Tensor]] | None) -> bool:
+    """Whether two datamodules' splits ({split: {name: tensor}}) hold equal tensors."""
+    if a is None or b is None or a.keys() != b.keys():
+        return False
+    return all(a[k].keys() == b[k].keys() and all(torch.equal(a[k][n], b[k][n]) for n in a[k]) for k in a)

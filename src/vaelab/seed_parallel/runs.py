@@ -90,7 +90,9 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
     results: dict[int, dict[str, Any]] = {i: {**starts[i].previous, "skipped": True}
                                           for i in range(len(seeds)) if starts[i].skip}
     if todo:
-        members = [build_member(cfg, seeds[i], dirs[i]) for i in todo]
+        members: list[Member] = []
+        for i in todo:
+            members.append(build_member(cfg, seeds[i], dirs[i], data_from=members[0] if members else None))
         loop = SeedParallelLoop(members)  # checks that the model stacks before a directory is claimed
         if state is not None:
             checkpoint.load_loop_state(loop, state)
