@@ -57,7 +57,8 @@ class SeedParallelLoop:
         self.loaders = [m.run.datamodule.train_dataloader() for m in members]
         self.steps_per_epoch = self.loaders[0].num_batches()
         trainer_cfg = members[0].cfg.trainer
-        self.max_epochs = trainer_cfg.get("max_epochs")
+        # Lightning's limits: None or a value <= 0 is no limit of that kind
+        self.max_epochs = trainer_cfg.get("max_epochs") if (trainer_cfg.get("max_epochs") or -1) > 0 else None
         self.max_steps = trainer_cfg.get("max_steps") if (trainer_cfg.get("max_steps") or -1) > 0 else None
         self.log_every = int(trainer_cfg.get("log_every_n_steps") or 50)
         self.check_val_every = int(trainer_cfg.get("check_val_every_n_epoch") or 1)
