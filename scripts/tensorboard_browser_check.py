@@ -4,10 +4,14 @@
     python scripts/tensorboard_browser_check.py [RUN_OR_SWEEP_DIR] --out DIR [--json FILE]
 
 Starts ``tensorboard --logdir DIR --port <free port>``, waits until it serves the run, prints what its HTTP data
-endpoints serve (runs, plugins, scalar tags with their steps, image tags, hparams and metrics), and saves
+endpoints serve (runs, plugins, scalar tags with their steps, image tags, hparams and metrics) and the findings
+(what a researcher would find wrong: tags without a train/val/test/final/model prefix, a tag written on two step
+axes and the points TensorBoard drops for it, validation and test under one tag, curves on another step axis than
+train/, final/ scalars at step 0, curves of one or two points, long run names, HParams entries), and saves
 screenshots of the Scalars, Images and HParams views (and Time Series, and the Scalars view filtered to each tag
 prefix) from headless Chromium (Debian: ``apt-get install -y chromium``) into ``--out``. With no directory it
 first makes a short run with ``vaelab-train`` in a temporary folder (kept with ``--keep``). Trains nothing else.
+``--no-browser``: the HTTP part and the findings only.
 
 The JSON written to ``--out/served.json`` (or ``--json``) is what tests/test_browser.py checks. Exit codes: 0 done,
 1 TensorBoard did not serve the run, 2 bad arguments, 3 Chromium missing (the HTTP part still ran).
@@ -15,6 +19,7 @@ The JSON written to ``--out/served.json`` (or ``--json``) is what tests/test_bro
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -191,6 +196,122 @@ def screenshot(chromium: str, url: str, png: Path, size: str, budget_ms: int, ti
     return {"url": url, "png": str(png), "ok": ok, "bytes": png.stat().st_size if ok else 0}
 
 
+SPLITS = ("train/", "val/", "test/", "final/", "model/")
+
+
+def _group(tags) -> str:
+    """encoder_var/dim_000 .. dim_019 -> 'encoder_var/dim_* (20 tags)'; other tags as they are."""
+    tags = sorted(tags)
+    stem = os.path.commonprefix(tags).rstrip("0123456789")
+    if len(tags) > 3 and stem:
+        return f"{stem}* ({len(tags)} tags)"
+    return ", ".join(tags)
+
+
+def findings(data: dict, logdir: Path) -> list[str]:
+    """What a researcher would find wrong, from the event files (TensorBoard's EventAccumulator: every point in
+    the order written) compared with what TensorBoard serves."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    per_run: dict[str, list[str]] = {}
+    for run, served_tags in data["scalars"].items():
+        out = per_run.setdefault(run, [])
+        files = sorted((logdir / run).glob("events.out.tfevents.*"))
+        written: dict[str, list[tuple[int, int]]] = {}  # tag -> [(file index, step)] in the order written
+        for i, f in enumerate(files):
+            acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+            acc.Reload()
+            for tag in acc.Tags()["scalars"]:
+                written.setdefault(tag, []).extend((i, e.step) for e in acc.Scalars(tag))
+        where = ""
+        unprefixed = [t for t in written if not t.startswith(SPLITS)]
+        groups: dict[str, list[str]] = {}
+        for t in unprefixed:
+            groups.setdefault(t.split("/", 1)[0], []).append(t)
+        for tags in groups.values():
+            out.append(f"{where}no split prefix ({'/'.join(s.rstrip('/') for s in SPLITS)}): {_group(tags)}")
+        collisions: dict[tuple, list[str]] = {}
+        for tag, points in sorted(written.items()):
+            steps = [s for _, s in points]
+            served = [s for s, _ in served_tags.get(tag, [])]
+            if any(b < a for a, b in itertools.pairwise(steps)):
+                lost = sorted(set(steps) - set(served))
+                out.append(f"{where}{tag}: steps written out of order {steps} (two step axes?); TensorBoard serves "
+                           f"{served}" + (f", dropping {lost}" if lost else ""))
+            dup = tuple(sorted({s for s in steps if len({i for i, step in points if step == s}) > 1}))
+            if dup:
+                collisions.setdefault(dup, []).append(tag)
+        for dup, tags in collisions.items():
+            out.append(f"{where}{_group(tags)}: written by two event files at step(s) {list(dup)} (validation and "
+                       f"test under one tag?); TensorBoard serves one value per step")
+        train_max = max((s for t, pts in written.items() if t.startswith("train/") for _, s in pts), default=None)
+        if train_max:
+            short = sorted(t for t, pts in written.items() if not t.startswith(("final/", "test/"))
+                           and max(s for _, s in pts) < 0.25 * train_max)
+            for tags in _by_steps(short, written).values():
+                steps = sorted({s for _, s in written[tags[0]]})
+                out.append(f"{where}{_group(tags)}: steps {steps}, but train/ runs to step {train_max}: another "
+                           f"step axis (the curve is squeezed into the start of the training axis)")
+            finals = sorted(t for t in written if t.startswith("final/") and max(s for _, s in written[t]) < train_max)
+            if finals:
+                at = sorted({s for t in finals for _, s in written[t]})
+                out.append(f"{where}{_group(finals)} at step {at}, before training (last train/ step {train_max})")
+        else:
+            out.append(f"{where}no train/ scalars at all")
+        few = sorted(t for t, pts in served_tags.items() if 0 < len(pts) <= 2 and t.startswith(("train/", "val/")))
+        for tags in _by_steps(few, written).values():
+            out.append(f"{where}{_group(tags)}: only {len(served_tags[tags[0]])} point(s) "
+                       f"{[s for s, _ in served_tags[tags[0]]]} (a dot, or an empty panel with 'ignore outliers')")
+    merged: dict[str, list[str]] = {}
+    for run, lines in per_run.items():
+        for line in lines:
+            merged.setdefault(line, []).append(run)
+    runs = list(per_run)
+
+    def label(run: str) -> str:  # a sweep's job folder by its job number
+        head = run.split("_", 1)[0]
+        return f"job {head}" if head.isdigit() else run
+
+    def which(on: list[str]) -> str:
+        if len(on) == len(runs):
+            return "every run"
+        return f"{len(on)} of {len(runs)} runs: " + ", ".join(sorted(map(label, on)))
+
+    result = [line if len(runs) == 1 else f"{line} [{which(on)}]" for line, on in merged.items()]
+    return result + _board_findings(data)
+
+
+def _board_findings(data: dict) -> list[str]:
+    """Across runs: run names, the HParams table."""
+    out = []
+    runs = data["runs"]
+    if len(runs) > 1:
+        longest = max(runs, key=len)
+        common = os.path.commonprefix([r.split("_", 1)[-1] for r in runs])
+        if len(longest) > 60:
+            out.append(f"run names up to {len(longest)} characters (e.g. {longest!r}); they repeat the overrides "
+                       f"common to all runs ({len(common)} characters alike after the job number)")
+    exp = data["hparams"]["experiment"]
+    if exp:
+        names = exp["hparams"]
+        noise = [h for h in names if h.endswith("_target_") or h.endswith("dirpath") or h.endswith("_dir")]
+        out.append(f"HParams: {len(names)} hparams, {len(exp['differing'])} marked as differing between runs; "
+                   f"{len(noise)} are class paths or folders (e.g. {', '.join(noise[:3])}); the table opens on "
+                   f"{', '.join(names[:3])} ...")
+        in_table = {g["name"] for g in data["hparams"]["session_groups"] or []}
+        missing = [r for r in runs if r not in in_table]
+        if missing:
+            out.append(f"HParams: no entry for {len(missing)} run(s) (interrupted or failed?): {', '.join(missing)}")
+    return out
+
+
+def _by_steps(tags, written) -> dict[tuple, list[str]]:
+    groups: dict[tuple, list[str]] = {}
+    for t in tags:
+        groups.setdefault(tuple(sorted({s for _, s in written.get(t, [])})), []).append(t)
+    return groups
+
+
 def prefixes(data: dict) -> list[str]:
     return sorted({tag.split("/", 1)[0] for tags in data["scalars"].values() for tag in tags if "/" in tag})
 
@@ -205,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-ms", type=int, default=15000, help="Chromium's --virtual-time-budget per page")
     p.add_argument("--no-prefix-views", action="store_true", help="only the plugin views, not one per tag prefix")
     p.add_argument("--keep", action="store_true", help="keep the run this script made")
+    p.add_argument("--no-browser", action="store_true", help="only the HTTP endpoints and findings, no screenshots")
     args = p.parse_args(argv)
     if args.logdir is not None and not args.logdir.is_dir():
         p.error(f"{args.logdir} is not a directory")
@@ -223,9 +345,15 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             data = served(b)
             print(report(data), flush=True)
-            chromium = find_chromium()
+            data["findings"] = findings(data, logdir.resolve())
+            print("findings (what a researcher would find wrong):" if data["findings"] else "findings: none")
+            for line in data["findings"]:
+                print(f"  - {line}")
+            chromium = None if args.no_browser else find_chromium()
             data["screenshots"] = {}
-            if chromium is None:
+            if args.no_browser:
+                pass
+            elif chromium is None:
                 print("tensorboard_browser_check: no Chromium (apt-get install -y chromium): no screenshots",
                       file=sys.stderr)
             else:
@@ -241,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                           else f"screenshot {name}: FAILED", flush=True)
             data["made_run"] = str(logdir) if tmp else None
             (args.json or args.out / "served.json").write_text(json.dumps(data, indent=1))
-            return 0 if chromium else 3
+            return 0 if chromium or args.no_browser else 3
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -71,6 +71,18 @@ def test_tensorboard_serves_run_scalars_and_hparams(check, run_dir):
     assert groups and groups[0]["n_hparams"] > 0 and groups[0]["metrics"], groups
 
 
+@pytest.mark.xfail(reason="issue 21 item 1: one step axis and split prefixes for every scalar (in progress)",
+                   strict=False)
+def test_tensorboard_scalars_have_no_findings(check, run_dir):
+    """What the script finds wrong in the scalars (step axes, prefixes, collisions); HParams and run-name
+    remarks are left out. Expected to pass once issue 21 item 1 is done: then drop the xfail."""
+    with check.board(run_dir) as b:
+        b.wait()
+        data = check.served(b)
+    scalar_findings = [f for f in check.findings(data, run_dir) if not f.startswith(("HParams", "run names"))]
+    assert not scalar_findings, "\n".join(scalar_findings)
+
+
 def _blank(png: Path) -> str | None:
     """Why the screenshot looks blank or is not TensorBoard, or None."""
     if png.stat().st_size < 10_000:
@@ -109,3 +121,4 @@ def test_browser_screenshots(check, run_dir, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         assert _blank(png) is None, f"{view} screenshot: {_blank(png)} ({png})"
     assert "train/loss" in done.stdout and "screenshot scalars:" in done.stdout, done.stdout[-2000:]
+    assert isinstance(served["findings"], list), served.keys()
