@@ -146,6 +146,9 @@ class SeedParallelLoop:
         return {k: torch.stack([f[k] for f in out], 1) for k in out[0]}
 
     def _step(self, batch: dict[str, torch.Tensor]) -> None:
+        """One optimizer step of every member (see the module docstring); `batch` member-folded, (S * B, ...),
+        member s's minibatch in rows [s * B, (s + 1) * B); each member's noise, (B, latent_dim), from its own
+        generator."""
         members = len(self.members)
         beta = 1.0 if self.kl_warmup is None else self.kl_warmup.weight(self.global_step, self.steps_per_epoch)
         batch_size = len(batch["x"]) // members
