@@ -1,5 +1,6 @@
 """Seed-parallel training (vaelab.seed_parallel): S seeds as one stacked model, each member the same science
 as the single run with its seed."""
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,30 @@ from vaelab.seed_parallel.training import SeedParallelLoop
 from vaelab.train import build, train
 
 VAE = [*SHORT, "trainer.max_epochs=2", "trainer.max_steps=20", "logger=none"]  # 12 steps per epoch
-IVAE = ["experiment=ivae", "compile=false", "data.n_segments=10", "data.points_per_segment=200", "torch_threads=1",
-        "callbacks.progress_bar=null", "trainer.max_epochs=2", "trainer.max_steps=30", "logger=none"]  # 25 per epoch
-MNIST_SKIP = ["experiment=skip_mnist_mlp", f"paths.data_dir={SHARED_DATA}", "model.skip=true", "data.n_train=2000",
-              "data.n_val=500", "model.encoder_hidden=[32]", "model.decoder_hidden=[32,32]", "trainer.max_steps=25",
-              "torch_threads=1", "callbacks.progress_bar=null", "logger=none"]  # binarize=dynamic, 20 steps per epoch
+IVAE = [
+    "experiment=ivae",
+    "compile=false",
+    "data.n_segments=10",
+    "data.points_per_segment=200",
+    "torch_threads=1",
+    "callbacks.progress_bar=null",
+    "trainer.max_epochs=2",
+    "trainer.max_steps=30",
+    "logger=none",
+]  # 25 per epoch
+MNIST_SKIP = [
+    "experiment=skip_mnist_mlp",
+    f"paths.data_dir={SHARED_DATA}",
+    "model.skip=true",
+    "data.n_train=2000",
+    "data.n_val=500",
+    "model.encoder_hidden=[32]",
+    "model.decoder_hidden=[32,32]",
+    "trainer.max_steps=25",
+    "torch_threads=1",
+    "callbacks.progress_bar=null",
+    "logger=none",
+]  # binarize=dynamic, 20 steps per epoch
 STEP_RTOL = 1e-4
 
 
@@ -62,10 +82,18 @@ def seed_parallel_losses(cfg, seeds, monkeypatch) -> list[list[float]]:
     return [list(per_member) for per_member in zip(*losses, strict=True)]
 
 
-@pytest.mark.parametrize("overrides", [
-    VAE, IVAE, pytest.param(MNIST_SKIP, marks=pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(),
-                                                                reason=f"no MNIST files in {SHARED_DATA}"))],
-    ids=["vae", "ivae_weighted", "mnist_dynamic_binarization"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        VAE,
+        IVAE,
+        pytest.param(
+            MNIST_SKIP,
+            marks=pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"no MNIST files in {SHARED_DATA}"),
+        ),
+    ],
+    ids=["vae", "ivae_weighted", "mnist_dynamic_binarization"],
+)
 def test_each_member_takes_the_steps_of_the_single_run_with_its_seed(make_cfg, monkeypatch, overrides):
     seeds = [3, 0, 7]
     stacked = seed_parallel_losses(make_cfg(*overrides, name="stacked"), seeds, monkeypatch)
@@ -79,20 +107,48 @@ def _member_models(cfg, seeds):
     return [build_member(cfg, s, cfg.paths.output_dir + f"/seed_{s}").run for s in seeds]
 
 
-@pytest.mark.parametrize("overrides", [
-    ["model=cvae", "data=conditional_manifold", "model.prior=learned"],
-    ["model=cvae", "data=conditional_manifold", "model.prior=learned", "model.share_encoder_prior=true"],
-    ["model=cvae", "data=conditional_manifold", "model.prior_in_decoder=true", "model.gated_decoder=true",
-     "model.output_sigmoid=true", "model.activation=prelu"],
-    ["model=cvae", "data=conditional_manifold", "model.use_condition=false"],
-    ["model=ivae", "data=nonlinear_ica", "model.learn_decoder_var=true", "data.centred=false"],
-    ["model=ivae", "data=nonlinear_ica", "model.prior=standard", "model.encoder_uses_u=false", "model.beta=4"],
-    ["model=bernoulli_mlp", "data._target_=helpers.TinyImageData", "model.encoder_hidden=[16]",
-     "model.decoder_hidden=[16,16,16]", "model.skip=true"],
-    ["model=bernoulli_mlp", "data._target_=helpers.TinyImageData", "model.encoder_hidden=[16]",
-     "model.decoder_hidden=[16,16]", "model.skip=false"],
-], ids=["cvae_learned", "cvae_shared", "cvae_decoder_options", "cvae_no_condition", "ivae_learned_var",
-        "betavae", "bernoulli_skip", "bernoulli_plain"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=cvae", "data=conditional_manifold", "model.prior=learned"],
+        ["model=cvae", "data=conditional_manifold", "model.prior=learned", "model.share_encoder_prior=true"],
+        [
+            "model=cvae",
+            "data=conditional_manifold",
+            "model.prior_in_decoder=true",
+            "model.gated_decoder=true",
+            "model.output_sigmoid=true",
+            "model.activation=prelu",
+        ],
+        ["model=cvae", "data=conditional_manifold", "model.use_condition=false"],
+        ["model=ivae", "data=nonlinear_ica", "model.learn_decoder_var=true", "data.centred=false"],
+        ["model=ivae", "data=nonlinear_ica", "model.prior=standard", "model.encoder_uses_u=false", "model.beta=4"],
+        [
+            "model=bernoulli_mlp",
+            "data._target_=helpers.TinyImageData",
+            "model.encoder_hidden=[16]",
+            "model.decoder_hidden=[16,16,16]",
+            "model.skip=true",
+        ],
+        [
+            "model=bernoulli_mlp",
+            "data._target_=helpers.TinyImageData",
+            "model.encoder_hidden=[16]",
+            "model.decoder_hidden=[16,16]",
+            "model.skip=false",
+        ],
+    ],
+    ids=[
+        "cvae_learned",
+        "cvae_shared",
+        "cvae_decoder_options",
+        "cvae_no_condition",
+        "ivae_learned_var",
+        "betavae",
+        "bernoulli_skip",
+        "bernoulli_plain",
+    ],
+)
 def test_stacked_terms_and_gradients_equal_each_models_own(make_cfg, overrides):
     cfg = make_cfg(*overrides, "logger=none", "torch_threads=1", "callbacks.progress_bar=null")
     runs = _member_models(cfg, [0, 1, 2])
@@ -105,7 +161,7 @@ def test_stacked_terms_and_gradients_equal_each_models_own(make_cfg, overrides):
     terms["loss"].sum().backward()
     for s, model in enumerate(models):
         with pytest.MonkeyPatch.context() as patch:  # model.loss's randn_like draws member s's noise
-            patch.setattr(torch, "randn_like", lambda t, s=s: noise[s * 16:(s + 1) * 16])
+            patch.setattr(torch, "randn_like", lambda t, s=s: noise[s * 16 : (s + 1) * 16])
             own = model.loss(batch)
         own["loss"].backward()
         for key, value in own.items():
@@ -162,13 +218,20 @@ def test_final_metrics_agree_with_separate_runs(make_cfg):
 def test_members_extend_training_or_stop_as_their_single_runs_do(make_cfg, monkeypatch):
     """Seed 0 converges (the verdict is patched) and stops after its one required extension; seeds 1 and 2 use
     the whole budget, on a fresh schedule per extension, while seed 0's weights stay frozen."""
+
     def verdict(self, history, module):
         return {"converged": module.eval_seed == 0, "convergence": {"reason": "patched"}}
 
     monkeypatch.setattr("vaelab.convergence.Convergence.verdict", verdict)
-    overrides = [*SHORT, "trainer.max_epochs=4", "callbacks.convergence.extend=true", "logger=none",
-                 "callbacks.convergence.extension_epochs=2", "callbacks.convergence.max_epochs=8",
-                 "callbacks.diagnostics.every_n_epochs=2"]
+    overrides = [
+        *SHORT,
+        "trainer.max_epochs=4",
+        "callbacks.convergence.extend=true",
+        "logger=none",
+        "callbacks.convergence.extension_epochs=2",
+        "callbacks.convergence.max_epochs=8",
+        "callbacks.diagnostics.every_n_epochs=2",
+    ]
     results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1, 2])
     assert [r["epochs"] for r in results] == [6, 8, 8]
     for seed, result in zip([0, 1, 2], results, strict=True):
@@ -235,8 +298,13 @@ def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch
     """SIGINT at the end of epoch 1 (member 1 already diverged, member 2 already finished by then): the state
     is saved, every member's metrics.json says interrupted, and the resumed run ends where the uninterrupted
     one does, bit for bit."""
-    overrides = [*VAE, "trainer.max_steps=-1", "trainer.max_epochs=4", "callbacks.diagnostics.every_n_epochs=2",
-                 "callbacks.last_checkpoint.every_n_epochs=3"]
+    overrides = [
+        *VAE,
+        "trainer.max_steps=-1",
+        "trainer.max_epochs=4",
+        "callbacks.diagnostics.every_n_epochs=2",
+        "callbacks.last_checkpoint.every_n_epochs=3",
+    ]
     end_epoch, fit = SeedParallelLoop._end_epoch, SeedParallelLoop.fit
 
     def fit_with_trouble(loop, *args):  # member 1 diverges at once; member 2 is done after epoch 0
@@ -290,8 +358,13 @@ def _logged(run_dir: Path) -> dict[str, list[float]]:
 
 def test_members_log_what_their_single_runs_log(make_cfg, tmp_path):
     """The same keys and values (Lightning logs a single run's ``val/<term>`` at other step numbers)."""
-    overrides = [*VAE, "trainer.max_steps=-1", "logger=csv", "trainer.log_every_n_steps=5",
-                 "trainer.check_val_every_n_epoch=1"]
+    overrides = [
+        *VAE,
+        "trainer.max_steps=-1",
+        "logger=csv",
+        "trainer.log_every_n_steps=5",
+        "trainer.check_val_every_n_epoch=1",
+    ]
     train_seeds(make_cfg(*overrides, name="sp"), [2])
     train(make_cfg(*overrides, "seed=2", name="single"))
     member, single = _logged(tmp_path / "sp" / "seed_2"), _logged(tmp_path / "single")
@@ -301,21 +374,30 @@ def test_members_log_what_their_single_runs_log(make_cfg, tmp_path):
         assert member[key] == pytest.approx(values, rel=1e-4, abs=1e-6), key
 
 
-@pytest.mark.parametrize("seeds, message", [([], "seeds=[] is empty"), ([1, 2, 1], "repeats [1]"),
-                                            ("012", "must be a list")])
+@pytest.mark.parametrize(
+    "seeds, message", [([], "seeds=[] is empty"), ([1, 2, 1], "repeats [1]"), ("012", "must be a list")]
+)
 def test_bad_seeds_are_one_line_errors(make_cfg, seeds, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         train_seeds(make_cfg(*VAE), seeds)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model=cvae_conv", "data._target_=helpers.TinyImageData", "model.use_condition=false"],
-     "architecture=conv cannot be trained seed-parallel"),
-    (["inference=sa"], "inference=sa .* cannot be trained seed-parallel"),
-    (["model=pixelcnn", "data._target_=helpers.TinyImageData"], "model=PixelCNNVAE cannot be trained seed-parallel"),
-    (["trainer=ddp"], "one process on one device"),
-    (["restarts=2"], "restarts=2"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model=cvae_conv", "data._target_=helpers.TinyImageData", "model.use_condition=false"],
+            "architecture=conv cannot be trained seed-parallel",
+        ),
+        (["inference=sa"], "inference=sa .* cannot be trained seed-parallel"),
+        (
+            ["model=pixelcnn", "data._target_=helpers.TinyImageData"],
+            "model=PixelCNNVAE cannot be trained seed-parallel",
+        ),
+        (["trainer=ddp"], "one process on one device"),
+        (["restarts=2"], "restarts=2"),
+    ],
+)
 def test_what_cannot_be_stacked_is_a_one_line_error(make_cfg, overrides, message):
     cfg = make_cfg(*VAE, *overrides)
     with pytest.raises(ConfigError, match=message):

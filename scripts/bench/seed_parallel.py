@@ -14,6 +14,7 @@ machine and its load (reported).
     python scripts/bench/seed_parallel.py --members 5 20 --steps 300 -- data.batch_size=128
     python scripts/bench/seed_parallel.py --members 5 20 --steps 200 -- experiment=ivae compile=false
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,16 @@ from vaelab.seed_parallel.members import build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
 from vaelab.train import build
 
-QUIET = ["torch_threads=1", "logger=none", "callbacks.progress_bar=null", "callbacks.convergence.extend=false",
-         "trainer.max_epochs=100000", "trainer.check_val_every_n_epoch=100000",
-         "callbacks.diagnostics.every_n_epochs=100000", "callbacks.last_checkpoint.every_n_seconds=null"]
+QUIET = [
+    "torch_threads=1",
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "callbacks.convergence.extend=false",
+    "trainer.max_epochs=100000",
+    "trainer.check_val_every_n_epoch=100000",
+    "callbacks.diagnostics.every_n_epochs=100000",
+    "callbacks.last_checkpoint.every_n_seconds=null",
+]
 
 
 def timed(fn: Callable[[], None]) -> tuple[float, float]:
@@ -66,16 +74,33 @@ def main() -> None:
         single_run_seconds(overrides, 100, workdir)  # warm-up: Lightning imports parts of itself on first use
         rows = []
         for members in args.members:
-            pairs = [(single_run_seconds(overrides, rep, workdir), stacked_seconds(overrides, members, workdir))
-                     for rep in range(args.reps)]
+            pairs = [
+                (single_run_seconds(overrides, rep, workdir), stacked_seconds(overrides, members, workdir))
+                for rep in range(args.reps)
+            ]
             ratios = [members * single[0] / stacked[0] for single, stacked in pairs]
             wall_ratios = [members * single[1] / stacked[1] for single, stacked in pairs]
-            rows.append({"members": members, "seed_throughput_ratio": round(statistics.median(ratios), 2),
-                         "ratios": [round(r, 2) for r in ratios], "wall_ratios": [round(r, 2) for r in wall_ratios],
-                         "single_run_cpu_s": [round(single[0], 3) for single, _ in pairs],
-                         "stacked_cpu_s": [round(stacked[0], 3) for _, stacked in pairs]})
-    write_result(args.json, {"case": "seed_parallel", "overrides": args.overrides, "steps": args.steps, "rows": rows,
-                             "load_average": load_average(), "machine": machine()})
+            rows.append(
+                {
+                    "members": members,
+                    "seed_throughput_ratio": round(statistics.median(ratios), 2),
+                    "ratios": [round(r, 2) for r in ratios],
+                    "wall_ratios": [round(r, 2) for r in wall_ratios],
+                    "single_run_cpu_s": [round(single[0], 3) for single, _ in pairs],
+                    "stacked_cpu_s": [round(stacked[0], 3) for _, stacked in pairs],
+                }
+            )
+    write_result(
+        args.json,
+        {
+            "case": "seed_parallel",
+            "overrides": args.overrides,
+            "steps": args.steps,
+            "rows": rows,
+            "load_average": load_average(),
+            "machine": machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ state (random stream, status, divergence record, validation history, convergence
 continues every member bit-identically. ``Interruptions`` turns SIGINT/SIGTERM into a save at the end of the
 current epoch, as ``vaelab.callbacks.LastCheckpoint`` does for a single run.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,18 +26,32 @@ VIEW_FIELDS = ("global_step", "current_epoch", "max_epochs")
 def loop_state(loop: Any) -> dict[str, Any]:
     """Everything `loop` (a SeedParallelLoop) needs to continue, as one torch-saveable dict."""
     return {
-        "kind": KIND, "seeds": [m.seed for m in loop.members],
-        "stacked": loop.stacked.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "kind": KIND,
+        "seeds": [m.seed for m in loop.members],
+        "stacked": loop.stacked.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
-        "loop": {"epoch": loop.epoch, "global_step": loop.global_step, "max_epochs": loop.max_epochs,
-                 "max_steps": loop.max_steps, "frozen": loop.frozen.clone(),
-                 "frozen_values": [v.clone() for v in loop.frozen_values]},
-        "members": [{"noise": m.noise.get_state(), **{k: getattr(m, k) for k in MEMBER_FIELDS},
-                     "view": {k: getattr(m.view, k) for k in VIEW_FIELDS},
-                     "diagnostics": m.diagnostics.state_dict(),
-                     "convergence": None if m.convergence is None else {
-                         "extensions": m.convergence.extensions, "base_epochs": m.convergence.base_epochs}}
-                    for m in loop.members]}
+        "loop": {
+            "epoch": loop.epoch,
+            "global_step": loop.global_step,
+            "max_epochs": loop.max_epochs,
+            "max_steps": loop.max_steps,
+            "frozen": loop.frozen.clone(),
+            "frozen_values": [v.clone() for v in loop.frozen_values],
+        },
+        "members": [
+            {
+                "noise": m.noise.get_state(),
+                **{k: getattr(m, k) for k in MEMBER_FIELDS},
+                "view": {k: getattr(m.view, k) for k in VIEW_FIELDS},
+                "diagnostics": m.diagnostics.state_dict(),
+                "convergence": None
+                if m.convergence is None
+                else {"extensions": m.convergence.extensions, "base_epochs": m.convergence.base_epochs},
+            }
+            for m in loop.members
+        ],
+    }
 
 
 def load_loop_state(loop: Any, state: dict[str, Any]) -> None:
@@ -107,5 +122,9 @@ class Interruptions:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = (signal.Signals(signum).name, signum)
-        print(f"vaelab: {self.received[0]} received: finishing this epoch and saving {self.path} (send it again to "
-              "stop at once, without saving)", file=sys.stderr, flush=True)
+        print(
+            f"vaelab: {self.received[0]} received: finishing this epoch and saving {self.path} (send it again to "
+            "stop at once, without saving)",
+            file=sys.stderr,
+            flush=True,
+        )

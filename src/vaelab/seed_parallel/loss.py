@@ -4,6 +4,7 @@ Member s's terms are those its model's own ``loss`` computes on its batch (the s
 own rows), with ``rsample``'s ``randn_like`` replaced by the member's noise, so that a member drawing its noise
 from its own random stream sees the numbers a single run with its seed sees.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,13 @@ def member_terms(stacked: StackedModel, batch: Batch, noise: torch.Tensor) -> di
     return {"loss": terms.pop("loss"), **terms}
 
 
-def weighted_objective(model: IdentifiableVAE, z: torch.Tensor, posterior: DiagonalGaussian,
-                       prior: DiagonalGaussian | None, recon_nll: torch.Tensor) -> torch.Tensor:
+def weighted_objective(
+    model: IdentifiableVAE,
+    z: torch.Tensor,
+    posterior: DiagonalGaussian,
+    prior: DiagonalGaussian | None,
+    recon_nll: torch.Tensor,
+) -> torch.Tensor:
     """``IdentifiableVAE._weighted_objective`` of every member at once, shape (S,): z, posterior and prior
     member-folded (S * B, k), recon_nll (S, B). The minibatch-weighted estimates of q(z) and q(z_i) pair each
     point only with the points of its own member's minibatch."""
@@ -52,12 +58,19 @@ def weighted_objective(model: IdentifiableVAE, z: torch.Tensor, posterior: Diago
     folded = lambda t: t.view(members, batch_size, -1)  # noqa: E731
     log_q_zx = posterior.log_prob(z).view(members, batch_size)
     # log q(z_i | x_j, u_j) for every pair (i, j) of a member's minibatch: (S, B, B, k)
-    pairwise = _log_normal(folded(z).unsqueeze(2), folded(posterior.mean).unsqueeze(1),
-                           folded(posterior.logvar).unsqueeze(1))
+    pairwise = _log_normal(
+        folded(z).unsqueeze(2), folded(posterior.mean).unsqueeze(1), folded(posterior.logvar).unsqueeze(1)
+    )
     log_q_z = torch.logsumexp(pairwise.sum(-1), dim=2) - math.log(batch_size)
     log_q_zi = (torch.logsumexp(pairwise, dim=2) - math.log(batch_size)).sum(-1)
-    log_p_z = (_log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) if prior is None else
-               _log_normal(z, prior.mean, prior.logvar)).sum(-1).view(members, batch_size)
-    objective = (-a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi)
-                 - d * (log_q_zi - log_p_z))
+    log_p_z = (
+        (
+            _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+            if prior is None
+            else _log_normal(z, prior.mean, prior.logvar)
+        )
+        .sum(-1)
+        .view(members, batch_size)
+    )
+    objective = -a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi) - d * (log_q_zi - log_p_z)
     return -objective.mean(1)

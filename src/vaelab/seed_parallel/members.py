@@ -5,6 +5,7 @@
 convergence callback and loggers as ``vaelab-train seed=<s>``. The global random state right after the build,
 which a single run's first training step draws its noise from, becomes the member's own generator.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ class Member:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.run.module.eval_seed)
             for start in range(0, len(split["x"]), size):
-                batch = {k: v[start:start + size] for k, v in split.items()}
+                batch = {k: v[start : start + size] for k, v in split.items()}
                 for key, value in model.loss(batch).items():
                     sums[key] = sums.get(key, 0.0) + float(value) * len(batch["x"])
         values = {f"val/{k}": v / len(split["x"]) for k, v in sums.items()}

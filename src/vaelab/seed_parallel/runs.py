@@ -8,6 +8,7 @@ to resume from is one file for all members, ``<paths.output_dir>/checkpoints/las
 (vaelab.seed_parallel.checkpoint: ``ckpt_path=`` that file, or ``resume=<paths.output_dir>``, continues every
 member); ``compile=true`` is not applied (the stacked loss runs eagerly).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,19 +49,28 @@ def check_seeds(seeds: Any) -> list[int]:
 def check_options(cfg: DictConfig) -> None:
     """The run options seed-parallel training does not combine with: one-line ConfigErrors naming the key."""
     devices, strategy = cfg.trainer.get("devices", 1), str(cfg.trainer.get("strategy", "auto"))
-    if "ddp" in strategy or devices == -1 or (isinstance(devices, int) and devices > 1) or \
-            int(cfg.trainer.get("num_nodes") or 1) > 1:
-        raise ConfigError(f"trainer.devices={devices} trainer.strategy={strategy}: seed-parallel training runs in "
-                          "one process on one device; use trainer=cpu or trainer=gpu")
+    if (
+        "ddp" in strategy
+        or devices == -1
+        or (isinstance(devices, int) and devices > 1)
+        or int(cfg.trainer.get("num_nodes") or 1) > 1
+    ):
+        raise ConfigError(
+            f"trainer.devices={devices} trainer.strategy={strategy}: seed-parallel training runs in "
+            "one process on one device; use trainer=cpu or trainer=gpu"
+        )
     if cfg.trainer.get("accelerator") not in (None, "cpu", "auto"):
-        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator}: seed-parallel training runs on the CPU "
-                          "for now; use trainer=cpu")
+        raise ConfigError(
+            f"trainer.accelerator={cfg.trainer.accelerator}: seed-parallel training runs on the CPU "
+            "for now; use trainer=cpu"
+        )
     if int(cfg.get("restarts", 1)) != 1:
         raise ConfigError(f"restarts={cfg.restarts} cannot be combined with seed-parallel training yet; set restarts=1")
 
 
-def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | Path] | None = None,
-                overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+def train_seeds(
+    cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | Path] | None = None, overrides: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Trains `seeds` of `cfg` in one process; returns each member's metrics.json content, in seed order.
 
     run_dirs: each member's run directory (default ``<cfg.paths.output_dir>/seed_<s>``); overrides: the
@@ -71,10 +81,15 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
     seeds = check_seeds(seeds)
     check_options(cfg)
     if cfg.get("compile"):
-        log.info("vaelab: compile=true: seed-parallel training runs its stacked loss eagerly (compiling it gained "
-                 "nothing on CPU: the batched matmuls already amortise the per-operation overhead)")
-    dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [
-        Path(cfg.paths.output_dir) / f"seed_{s}" for s in seeds]
+        log.info(
+            "vaelab: compile=true: seed-parallel training runs its stacked loss eagerly (compiling it gained "
+            "nothing on CPU: the batched matmuls already amortise the per-operation overhead)"
+        )
+    dirs = (
+        [Path(d) for d in run_dirs]
+        if run_dirs is not None
+        else [Path(cfg.paths.output_dir) / f"seed_{s}" for s in seeds]
+    )
     if len(dirs) != len(seeds):
         raise ConfigError(f"{len(dirs)} run directories for {len(seeds)} seeds")
     ckpt_path = cfg.get("ckpt_path")
@@ -82,13 +97,16 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
     starts = [run_dir.decide(d, ckpt_path, bool(cfg.get("skip_completed"))) for d in dirs]
     resumable = [str(d) for d, start in zip(dirs, starts, strict=True) if start.ckpt_path and not ckpt_path]
     if resumable:
-        raise ConfigError(f"skip_completed=true would continue the interrupted single runs in {resumable} from "
-                          "their own checkpoints; continue them one at a time (vaelab-train resume=<run dir>)")
+        raise ConfigError(
+            f"skip_completed=true would continue the interrupted single runs in {resumable} from "
+            "their own checkpoints; continue them one at a time (vaelab-train resume=<run dir>)"
+        )
     todo = [i for i, start in enumerate(starts) if not start.skip]
     if state is not None and len(todo) != len(seeds):
         raise ConfigError(f"ckpt_path={ckpt_path} continues every member; drop skip_completed=true")
-    results: dict[int, dict[str, Any]] = {i: {**starts[i].previous, "skipped": True}
-                                          for i in range(len(seeds)) if starts[i].skip}
+    results: dict[int, dict[str, Any]] = {
+        i: {**starts[i].previous, "skipped": True} for i in range(len(seeds)) if starts[i].skip
+    }
     if todo:
         members: list[Member] = []
         for i in todo:
@@ -97,10 +115,18 @@ def train_seeds(cfg: DictConfig, seeds: Sequence[int], run_dirs: Sequence[str | 
         if state is not None:
             checkpoint.load_loop_state(loop, state)
         kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "seeds")]
-        records = [run_dir.claim(m.directory, starts[i], name=cfg.name, seed=m.seed,
-                                 overrides=[*kept, f"seed={m.seed}"], run_dir=str(m.directory),
-                                 seed_parallel=len(members))
-                   for i, m in zip(todo, members, strict=True)]
+        records = [
+            run_dir.claim(
+                m.directory,
+                starts[i],
+                name=cfg.name,
+                seed=m.seed,
+                overrides=[*kept, f"seed={m.seed}"],
+                run_dir=str(m.directory),
+                seed_parallel=len(members),
+            )
+            for i, m in zip(todo, members, strict=True)
+        ]
         results.update(zip(todo, _train(loop, records, Path(cfg.paths.output_dir) / run_dir.LAST_CKPT), strict=True))
     return [results[i] for i in range(len(seeds))]
 
@@ -111,8 +137,10 @@ def _resumed_state(ckpt_path: str | None, seeds: list[int]) -> dict[str, Any] | 
     if not ckpt_path:
         return None
     if not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give the checkpoint a seed-parallel run saved "
-                          "(<run dir>/checkpoints/last.ckpt) or resume=<run dir>")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; give the checkpoint a seed-parallel run saved "
+            "(<run dir>/checkpoints/last.ckpt) or resume=<run dir>"
+        )
     try:
         return checkpoint.read(ckpt_path, seeds)
     except ValueError as err:
@@ -123,15 +151,23 @@ def _train(loop: SeedParallelLoop, records: list[RunRecord], checkpoint_path: Pa
     """Trains the members (saving the loop's state to `checkpoint_path`) and finishes each one's metrics.json;
     an interruption or an error that stops the whole loop is recorded in every member's and raised."""
     for member, record in zip(loop.members, records, strict=True):
-        record.update(data=member.run.datamodule.spec.name, model=type(member.run.model).__name__,
-                      **_model_sizes(member.run.model),
-                      **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()})
+        record.update(
+            data=member.run.datamodule.spec.name,
+            model=type(member.run.model).__name__,
+            **_model_sizes(member.run.model),
+            **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()},
+        )
     try:
         loop.fit(checkpoint_path)
     except RunInterrupted as err:
         for record in records:
-            record.finish("interrupted", error=str(err), checkpoint=err.checkpoint, interrupted_at_epoch=err.epoch,
-                          interrupted_at_step=err.step)
+            record.finish(
+                "interrupted",
+                error=str(err),
+                checkpoint=err.checkpoint,
+                interrupted_at_epoch=err.epoch,
+                interrupted_at_step=err.step,
+            )
         raise
     except (KeyboardInterrupt, SystemExit) as err:
         for record in records:
@@ -167,12 +203,16 @@ def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]
     except Exception as err:
         log.error("vaelab: seed %d failed: %s: %s", member.seed, type(err).__name__, err)
         return record.finish("failed", error=f"{type(err).__name__}: {err}")
-    final = {f"final/{k}": float(v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"}
+    final = {
+        f"final/{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
+    }
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
-        return record.finish("diverged", error=f"non-finite final metrics {bad} after {member.view.global_step} steps",
-                             **metrics)
+        return record.finish(
+            "diverged", error=f"non-finite final metrics {bad} after {member.view.global_step} steps", **metrics
+        )
     from vaelab.loggers import report_final
 
     report_final(member.view, member.cfg, final)
@@ -183,8 +223,12 @@ def final_metrics(member: Member) -> dict[str, Any]:
     """The test-split diagnostics, training length and convergence verdict of ``vaelab.train``'s metrics.json,
     for a member whose final weights are in ``member.run.model``."""
     view = member.view
-    metrics = {**member.diagnostics.run(view, member.run.module, "test"), "epochs": view.current_epoch,
-               "steps": view.global_step, "gamma_floor_reached_at_step": member.gamma_floor_step}
+    metrics = {
+        **member.diagnostics.run(view, member.run.module, "test"),
+        "epochs": view.current_epoch,
+        "steps": view.global_step,
+        "gamma_floor_reached_at_step": member.gamma_floor_step,
+    }
     if member.convergence is not None:
         metrics.update(member.convergence.verdict(member.diagnostics.history, member.run.module))
     return metrics
@@ -195,6 +239,13 @@ def save_checkpoint(member: Member, loop: SeedParallelLoop) -> Path:
     the training module, ``model.<name>``), with its epoch, step and seed."""
     path = member.directory / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": member.run.module.state_dict(), "epoch": member.view.current_epoch,
-                "global_step": member.view.global_step, "seed": member.seed}, path)
+    torch.save(
+        {
+            "state_dict": member.run.module.state_dict(),
+            "epoch": member.view.current_epoch,
+            "global_step": member.view.global_step,
+            "seed": member.seed,
+        },
+        path,
+    )
     return path

@@ -7,6 +7,7 @@ folded: tensors of shape (S * B, ...), member s's rows at [s * B, (s + 1) * B), 
 ``encode`` / ``prior`` / ``decode`` / ``reconstruction_nll`` (flatten(1), cat along dim 1, per-sample terms) run
 unchanged on all members at once. ``unstack`` copies member s back into an ordinary model instance.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,11 @@ class MemberLinear(nn.Module):
         super().__init__()
         self.members = len(layers)
         self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone()) \
-            if layers[0].bias is not None else None
+        self.bias = (
+            nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+            if layers[0].bias is not None
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.view(self.members, -1, x.shape[-1])
@@ -66,15 +70,21 @@ class MemberPReLU(nn.Module):
 def check_stackable(model: nn.Module) -> None:
     """ConfigError (naming ``model`` and the models that can) unless every network of `model` is an MLP."""
     if hasattr(model, "base"):  # SemiAmortized wraps the model whose posterior it refines
-        raise ConfigError("inference=sa (per-point SVI refinement) cannot be trained seed-parallel; drop inference=sa "
-                          "or run the seeds one process each (a -m sweep over seed)")
+        raise ConfigError(
+            "inference=sa (per-point SVI refinement) cannot be trained seed-parallel; drop inference=sa "
+            "or run the seeds one process each (a -m sweep over seed)"
+        )
     if isinstance(model, ConditionalVAE) and model.architecture != "mlp":
-        raise ConfigError(f"model.architecture={model.architecture} cannot be trained seed-parallel (its "
-                          f"networks are not MLPs); seed-parallel training takes model={STACKABLE}; run the "
-                          "seeds one process each (a -m sweep over seed)")
+        raise ConfigError(
+            f"model.architecture={model.architecture} cannot be trained seed-parallel (its "
+            f"networks are not MLPs); seed-parallel training takes model={STACKABLE}; run the "
+            "seeds one process each (a -m sweep over seed)"
+        )
     if not isinstance(model, (GaussianVAE, ConditionalVAE, IdentifiableVAE, BernoulliMLPVAE)):
-        raise ConfigError(f"model={type(model).__name__} cannot be trained seed-parallel; seed-parallel training "
-                          f"takes model={STACKABLE}; run the seeds one process each (a -m sweep over seed)")
+        raise ConfigError(
+            f"model={type(model).__name__} cannot be trained seed-parallel; seed-parallel training "
+            f"takes model={STACKABLE}; run the seeds one process each (a -m sweep over seed)"
+        )
     for name, module in model.named_modules():
         if module is model:
             stateful = [n for n, p in module.named_parameters(recurse=False) if p.dim() != 0]
@@ -83,8 +93,10 @@ def check_stackable(model: nn.Module) -> None:
         else:
             stateful = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
         if stateful:
-            raise ConfigError(f"model: the module {name or 'model'} ({type(module).__name__}) cannot be stacked; "
-                              f"seed-parallel training takes model={STACKABLE} with MLP networks")
+            raise ConfigError(
+                f"model: the module {name or 'model'} ({type(module).__name__}) cannot be stacked; "
+                f"seed-parallel training takes model={STACKABLE} with MLP networks"
+            )
 
 
 class StackedModel(nn.Module):
@@ -101,14 +113,19 @@ class StackedModel(nn.Module):
         self.members = len(models)
         self.template = copy.deepcopy(models[0])
         self.scalar_names = [name for name, p in models[0].named_parameters(recurse=False)]
-        self.scalars = nn.ParameterDict({name: nn.Parameter(torch.stack(
-            [getattr(m, name).detach() for m in models]).clone()) for name in self.scalar_names})
+        self.scalars = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.stack([getattr(m, name).detach() for m in models]).clone())
+                for name in self.scalar_names
+            }
+        )
         for name in self.scalar_names:
             del self.template._parameters[name]
         self.member_modules: dict[str, nn.Module] = {}
         for name, module in list(models[0].named_modules()):
-            kind = MemberLinear if isinstance(module, nn.Linear) else MemberPReLU if isinstance(module, nn.PReLU) \
-                else None
+            kind = (
+                MemberLinear if isinstance(module, nn.Linear) else MemberPReLU if isinstance(module, nn.PReLU) else None
+            )
             if kind is None:
                 continue
             member = kind([m.get_submodule(name) for m in models])

@@ -15,6 +15,7 @@ every optimizer step) and its loss leaves the summed backward; the loop ends whe
 Members that train on all do so in step: extensions happen at the same epochs for every member, so the ones
 that continue share a fresh schedule.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,8 +51,10 @@ class SeedParallelLoop:
         module = first.module
         self.optimizer = module.optimizer_factory(self.params)
         if type(self.optimizer).__name__ not in ELEMENTWISE_OPTIMIZERS:
-            raise ConfigError(f"optimizer={type(self.optimizer).__name__} is not elementwise; seed-parallel training "
-                              f"takes one of {list(ELEMENTWISE_OPTIMIZERS)}")
+            raise ConfigError(
+                f"optimizer={type(self.optimizer).__name__} is not elementwise; seed-parallel training "
+                f"takes one of {list(ELEMENTWISE_OPTIMIZERS)}"
+            )
         self.scheduler_factory, self.kl_warmup = module.scheduler_factory, module.kl_warmup
         self.clip_val, self.clip_algorithm = module.gradient_clip_val, module.gradient_clip_algorithm
         self.loaders = [m.run.datamodule.train_dataloader() for m in members]
@@ -71,11 +74,14 @@ class SeedParallelLoop:
     def _scheduler(self, steps: int) -> Any:
         if self.scheduler_factory is None:
             return None
-        scheduler = self.scheduler_factory(self.optimizer, **(
-            {"total_steps": steps} if takes_total_steps(self.scheduler_factory) else {}))
+        scheduler = self.scheduler_factory(
+            self.optimizer, **({"total_steps": steps} if takes_total_steps(self.scheduler_factory) else {})
+        )
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            raise ConfigError("scheduler: a schedule driven by each run's own loss (ReduceLROnPlateau) cannot be "
-                              "shared by the members of a seed-parallel run; pick a step-based one")
+            raise ConfigError(
+                "scheduler: a schedule driven by each run's own loss (ReduceLROnPlateau) cannot be "
+                "shared by the members of a seed-parallel run; pick a step-based one"
+            )
         return scheduler
 
     def fit(self, checkpoint: Path | None = None) -> None:
@@ -105,8 +111,11 @@ class SeedParallelLoop:
         """At an epoch end: saves when due (as LastCheckpoint would), and stops after a signal."""
         received = interruptions.received if interruptions is not None else None
         now = time.monotonic()
-        due = self.epoch % saving.every_n_epochs == 0 or received is not None or (
-            saving.every_n_seconds is not None and now - self._saved_at >= saving.every_n_seconds)
+        due = (
+            self.epoch % saving.every_n_epochs == 0
+            or received is not None
+            or (saving.every_n_seconds is not None and now - self._saved_at >= saving.every_n_seconds)
+        )
         if due and self.training_members() or received is not None:
             save(self, path)
             self._saved_at = now
@@ -152,8 +161,9 @@ class SeedParallelLoop:
         members = len(self.members)
         beta = 1.0 if self.kl_warmup is None else self.kl_warmup.weight(self.global_step, self.steps_per_epoch)
         batch_size = len(batch["x"]) // members
-        noise = torch.cat([torch.randn(batch_size, self.stacked.template.latent_dim, generator=m.noise)
-                           for m in self.members])
+        noise = torch.cat(
+            [torch.randn(batch_size, self.stacked.template.latent_dim, generator=m.noise) for m in self.members]
+        )
         terms = member_terms(self.stacked, batch, noise)
         if beta != 1.0:
             terms["loss"] = terms["loss"] + (beta - 1.0) * terms["kl"]
@@ -223,11 +233,15 @@ class SeedParallelLoop:
         scalars = self.unstack(s).scalars()
         member.divergence = {
             "error": f"the {what} became {value} at optimizer step {step} (epoch {self.epoch}); the last finite loss "
-                     f"was {member.last_finite_loss} at step {step - 1}; lower optimizer.lr or set "
-                     "trainer.gradient_clip_val",
-            "diverged_at_step": step, "diverged_on": what, "diverged_value": str(value),
-            "last_finite_step": step - 1 if step > 0 else None, "last_finite_loss": member.last_finite_loss,
-            **{f"last_finite/model/{k}": v for k, v in scalars.items()}}
+            f"was {member.last_finite_loss} at step {step - 1}; lower optimizer.lr or set "
+            "trainer.gradient_clip_val",
+            "diverged_at_step": step,
+            "diverged_on": what,
+            "diverged_value": str(value),
+            "last_finite_step": step - 1 if step > 0 else None,
+            "last_finite_loss": member.last_finite_loss,
+            **{f"last_finite/model/{k}": v for k, v in scalars.items()},
+        }
         if member.last_logged:
             member.divergence["last_logged_step"] = member.last_logged_step
             member.divergence.update({f"last_logged/{k}": v for k, v in member.last_logged.items()})
@@ -295,11 +309,17 @@ class SeedParallelLoop:
         extension, maximum = convergence.budget(convergence.base_epochs)
         if self.max_epochs + extension > maximum:
             return False
-        convergence.extensions.append({
-            "at_epoch": self.max_epochs, "at_step": self.global_step, "epochs": extension,
-            "active_dims_before": member.diagnostics.history[-1]["active_dims"],
-            "reason": verdict["convergence"]["reason"] if not verdict["converged"]
-            else "confirmation: the active dims must hold through more training"})
+        convergence.extensions.append(
+            {
+                "at_epoch": self.max_epochs,
+                "at_step": self.global_step,
+                "epochs": extension,
+                "active_dims_before": member.diagnostics.history[-1]["active_dims"],
+                "reason": verdict["convergence"]["reason"]
+                if not verdict["converged"]
+                else "confirmation: the active dims must hold through more training",
+            }
+        )
         return True
 
     def _extend(self, members: list[Member]) -> None:
