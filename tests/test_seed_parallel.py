@@ -347,6 +347,32 @@ def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch
             assert after.get(key) == before.get(key), key
 
 
+def test_restarts_trained_stacked_match_restarts_trained_one_by_one(make_cfg, tmp_path):
+    from vaelab.restarts import fit_restarts as one_by_one
+    from vaelab.seed_parallel.restarts import fit_restarts as stacked
+
+    def fit(cfg, record):  # what vaelab.train does for one initialisation
+        run = build(cfg)
+        run.trainer.fit(run.module, datamodule=run.datamodule)
+        return run, next(c for c in run.callbacks if type(c).__name__ == "Diagnostics")
+
+    overrides = [*VAE, "trainer.max_steps=-1", "trainer.max_epochs=3", "restarts=3"]
+    run, diagnostics, fields = stacked(make_cfg(*overrides, name="sp"), RunRecord(tmp_path / "sp"))
+    reference_run, reference_diagnostics, reference = one_by_one(
+        make_cfg(*overrides, name="one"), RunRecord(tmp_path / "one"), fit
+    )
+    assert fields["restart_kept"] == reference["restart_kept"]
+    for attempt, expected in zip(fields["restarts"], reference["restarts"], strict=True):
+        assert attempt["seed"] == expected["seed"] and attempt["epochs"] == expected["epochs"]
+        assert attempt["val_elbo"] == pytest.approx(expected["val_elbo"], rel=1e-4)
+    assert fields["restart_kept_dir"] == f"restarts/{fields['restart_kept']}"
+    assert run.trainer.global_step == reference_run.trainer.global_step == 36
+    test = diagnostics.run(run.trainer, run.module, "test")  # the kept weights, tested as vaelab.train tests them
+    expected = reference_diagnostics.run(reference_run.trainer, reference_run.module, "test")
+    assert test["elbo"] == pytest.approx(expected["elbo"], rel=1e-4)
+    assert test["active_dims"] == expected["active_dims"]
+
+
 def _logged(run_dir: Path) -> dict[str, list[float]]:
     """key -> the values of a run's CSV log, in step order."""
     import csv
