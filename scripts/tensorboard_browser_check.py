@@ -16,6 +16,7 @@ first makes a short run with ``vaelab-train`` in a temporary folder (kept with `
 The JSON written to ``--out/served.json`` (or ``--json``) is what tests/test_browser.py checks. Exit codes: 0 done,
 1 TensorBoard did not serve the run, 2 bad arguments, 3 Chromium missing (the HTTP part still ran).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +36,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # A run of a few seconds that still writes a training curve (several train/ points) and validation diagnostics.
-TINY_RUN = ["trainer.max_epochs=60", "data.n_samples=500", "data.batch_size=100",
-            "callbacks.convergence.extend=false", "callbacks.progress_bar=null"]
+TINY_RUN = [
+    "trainer.max_epochs=60",
+    "data.n_samples=500",
+    "data.batch_size=100",
+    "callbacks.convergence.extend=false",
+    "callbacks.progress_bar=null",
+]
 # (file name, URL fragment): the plugin views, then the Scalars view filtered to one prefix at a time.
-VIEWS = [("scalars", "#scalars&_smoothingWeight=0"), ("images", "#images"), ("hparams", "#hparams"),
-         ("timeseries", "#timeseries")]
+VIEWS = [
+    ("scalars", "#scalars&_smoothingWeight=0"),
+    ("images", "#images"),
+    ("hparams", "#hparams"),
+    ("timeseries", "#timeseries"),
+]
 PREFIX_VIEW = "#scalars&_smoothingWeight=0&tagFilter={}"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -76,16 +86,23 @@ class Board:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close(), after the process ends)
         exe = shutil.which("tensorboard")
         cmd = [exe] if exe else [sys.executable, "-m", "tensorboard.main"]
-        self.proc = subprocess.Popen([*cmd, "--logdir", str(logdir), "--port", str(self.port), "--host", "127.0.0.1",
-                                      "--reload_interval", "2"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*cmd, "--logdir", str(logdir), "--port", str(self.port), "--host", "127.0.0.1", "--reload_interval", "2"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path: str, timeout: float = 20):
         with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
             return json.loads(r.read())
 
     def post(self, path: str, body: dict, timeout: float = 30):
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
 
@@ -144,24 +161,46 @@ def served(b: Board) -> dict:
     hparams: dict = {"experiment": None, "session_groups": None}
     if plugins.get("hparams", {}).get("enabled"):
         exp = b.post("/data/plugin/hparams/experiment", {"experimentName": ""})
-        hparams["experiment"] = {"hparams": [h["name"] for h in exp.get("hparamInfos", [])],
-                                 "differing": [h["name"] for h in exp.get("hparamInfos", []) if h.get("differs")],
-                                 "metrics": [m["name"]["tag"] for m in exp.get("metricInfos", [])]}
-        groups = b.post("/data/plugin/hparams/session_groups",
-                        {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS",
-                                                                   "STATUS_FAILURE", "STATUS_RUNNING"],
-                         "colParams": [], "startIndex": 0, "sliceSize": 1000})
-        hparams["session_groups"] = [{"name": g["name"], "n_hparams": len(g.get("hparams", {})),
-                                      "metrics": {m["name"]["tag"]: m.get("value") for m in g.get("metricValues", [])}}
-                                     for g in groups.get("sessionGroups", [])]
-    return {"url": b.url, "logdir": str(b.logdir), "runs": runs,
-            "plugins": sorted(k for k, v in plugins.items() if v.get("enabled")),
-            "scalars": scalars, "images": images, "hparams": hparams}
+        hparams["experiment"] = {
+            "hparams": [h["name"] for h in exp.get("hparamInfos", [])],
+            "differing": [h["name"] for h in exp.get("hparamInfos", []) if h.get("differs")],
+            "metrics": [m["name"]["tag"] for m in exp.get("metricInfos", [])],
+        }
+        groups = b.post(
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 1000,
+            },
+        )
+        hparams["session_groups"] = [
+            {
+                "name": g["name"],
+                "n_hparams": len(g.get("hparams", {})),
+                "metrics": {m["name"]["tag"]: m.get("value") for m in g.get("metricValues", [])},
+            }
+            for g in groups.get("sessionGroups", [])
+        ]
+    return {
+        "url": b.url,
+        "logdir": str(b.logdir),
+        "runs": runs,
+        "plugins": sorted(k for k, v in plugins.items() if v.get("enabled")),
+        "scalars": scalars,
+        "images": images,
+        "hparams": hparams,
+    }
 
 
 def report(data: dict) -> str:
-    lines = [f"TensorBoard {data['url']} on {data['logdir']}", f"runs: {data['runs']}",
-             f"enabled plugins: {', '.join(data['plugins'])}"]
+    lines = [
+        f"TensorBoard {data['url']} on {data['logdir']}",
+        f"runs: {data['runs']}",
+        f"enabled plugins: {', '.join(data['plugins'])}",
+    ]
     for run, tags in data["scalars"].items():
         lines.append(f"scalars of run {run!r}: {len(tags)} tags")
         for tag, points in tags.items():
@@ -173,8 +212,10 @@ def report(data: dict) -> str:
         lines.append(f"images of run {run!r}: {', '.join(sorted(tags)) or 'none'}")
     exp = data["hparams"]["experiment"]
     if exp:
-        lines.append(f"hparams: {len(exp['hparams'])} hparams ({len(exp['differing'])} differ between runs), "
-                     f"metrics: {', '.join(exp['metrics']) or 'none'}")
+        lines.append(
+            f"hparams: {len(exp['hparams'])} hparams ({len(exp['differing'])} differ between runs), "
+            f"metrics: {', '.join(exp['metrics']) or 'none'}"
+        )
         for g in data["hparams"]["session_groups"] or []:
             lines.append(f"  session {g['name']}: {g['n_hparams']} hparam values, metrics {g['metrics']}")
     return "\n".join(lines)
@@ -182,9 +223,20 @@ def report(data: dict) -> str:
 
 def screenshot(chromium: str, url: str, png: Path, size: str, budget_ms: int, timeout: float = 120) -> dict:
     png.unlink(missing_ok=True)
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-           "--mute-audio", "--no-first-run", f"--window-size={size}", f"--virtual-time-budget={budget_ms}",
-           f"--screenshot={png}", url]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--no-first-run",
+        f"--window-size={size}",
+        f"--virtual-time-budget={budget_ms}",
+        f"--screenshot={png}",
+        url,
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         rc, err = done.returncode, done.stderr
@@ -223,45 +275,55 @@ def findings(data: dict, logdir: Path) -> list[str]:
             acc.Reload()
             for tag in acc.Tags()["scalars"]:
                 written.setdefault(tag, []).extend((i, e.step) for e in acc.Scalars(tag))
-        where = ""
         unprefixed = [t for t in written if not t.startswith(SPLITS)]
         groups: dict[str, list[str]] = {}
         for t in unprefixed:
             groups.setdefault(t.split("/", 1)[0], []).append(t)
         for tags in groups.values():
-            out.append(f"{where}no split prefix ({'/'.join(s.rstrip('/') for s in SPLITS)}): {_group(tags)}")
+            out.append(f"no split prefix ({'/'.join(s.rstrip('/') for s in SPLITS)}): {_group(tags)}")
         collisions: dict[tuple, list[str]] = {}
         for tag, points in sorted(written.items()):
             steps = [s for _, s in points]
             served = [s for s, _ in served_tags.get(tag, [])]
             if any(b < a for a, b in itertools.pairwise(steps)):
                 lost = sorted(set(steps) - set(served))
-                out.append(f"{where}{tag}: steps written out of order {steps} (two step axes?); TensorBoard serves "
-                           f"{served}" + (f", dropping {lost}" if lost else ""))
+                out.append(
+                    f"{tag}: steps written out of order {steps} (two step axes?); TensorBoard serves "
+                    f"{served}" + (f", dropping {lost}" if lost else "")
+                )
             dup = tuple(sorted({s for s in steps if len({i for i, step in points if step == s}) > 1}))
             if dup:
                 collisions.setdefault(dup, []).append(tag)
         for dup, tags in collisions.items():
-            out.append(f"{where}{_group(tags)}: written by two event files at step(s) {list(dup)} (validation and "
-                       f"test under one tag?); TensorBoard serves one value per step")
+            out.append(
+                f"{_group(tags)}: written by two event files at step(s) {list(dup)} (validation and "
+                f"test under one tag?); TensorBoard serves one value per step"
+            )
         train_max = max((s for t, pts in written.items() if t.startswith("train/") for _, s in pts), default=None)
         if train_max:
-            short = sorted(t for t, pts in written.items() if not t.startswith(("final/", "test/"))
-                           and max(s for _, s in pts) < 0.25 * train_max)
+            short = sorted(
+                t
+                for t, pts in written.items()
+                if not t.startswith(("final/", "test/")) and max(s for _, s in pts) < 0.25 * train_max
+            )
             for tags in _by_steps(short, written).values():
                 steps = sorted({s for _, s in written[tags[0]]})
-                out.append(f"{where}{_group(tags)}: steps {steps}, but train/ runs to step {train_max}: another "
-                           f"step axis (the curve is squeezed into the start of the training axis)")
+                out.append(
+                    f"{_group(tags)}: steps {steps}, but train/ runs to step {train_max}: another "
+                    f"step axis (the curve is squeezed into the start of the training axis)"
+                )
             finals = sorted(t for t in written if t.startswith("final/") and max(s for _, s in written[t]) < train_max)
             if finals:
                 at = sorted({s for t in finals for _, s in written[t]})
-                out.append(f"{where}{_group(finals)} at step {at}, before training (last train/ step {train_max})")
+                out.append(f"{_group(finals)} at step {at}, before training (last train/ step {train_max})")
         else:
-            out.append(f"{where}no train/ scalars at all")
+            out.append("no train/ scalars at all")
         few = sorted(t for t, pts in served_tags.items() if 0 < len(pts) <= 2 and t.startswith(("train/", "val/")))
         for tags in _by_steps(few, written).values():
-            out.append(f"{where}{_group(tags)}: only {len(served_tags[tags[0]])} point(s) "
-                       f"{[s for s, _ in served_tags[tags[0]]]} (a dot, or an empty panel with 'ignore outliers')")
+            out.append(
+                f"{_group(tags)}: only {len(served_tags[tags[0]])} point(s) "
+                f"{[s for s, _ in served_tags[tags[0]]]} (a dot, or an empty panel with 'ignore outliers')"
+            )
     merged: dict[str, list[str]] = {}
     for run, lines in per_run.items():
         for line in lines:
@@ -289,15 +351,20 @@ def _board_findings(data: dict) -> list[str]:
         longest = max(runs, key=len)
         common = os.path.commonprefix([r.split("_", 1)[-1] for r in runs])
         if len(longest) > 60:
-            out.append(f"run names up to {len(longest)} characters (e.g. {longest!r}); they repeat the overrides "
-                       f"common to all runs ({len(common)} characters alike after the job number)")
+            out.append(
+                f"run names up to {len(longest)} characters (e.g. {longest!r}); they repeat the overrides "
+                f"common to all runs ({len(common)} characters alike after the job number)"
+            )
     exp = data["hparams"]["experiment"]
     if exp:
         names = exp["hparams"]
         noise = [h for h in names if h.endswith("_target_") or h.endswith("dirpath") or h.endswith("_dir")]
-        out.append(f"HParams: {len(names)} hparams, {len(exp['differing'])} marked as differing between runs; "
-                   f"{len(noise)} are class paths or folders (e.g. {', '.join(noise[:3])}); the table opens on "
-                   f"{', '.join(names[:3])} ...")
+        if noise or (len(runs) > 1 and not exp["differing"]):
+            out.append(
+                f"HParams: {len(names)} hparams, {len(exp['differing'])} marked as differing between runs; "
+                f"{len(noise)} are class paths or folders (e.g. {', '.join(noise[:3])}); the table opens on "
+                f"{', '.join(names[:3])} ..."
+            )
         in_table = {g["name"] for g in data["hparams"]["session_groups"] or []}
         missing = [r for r in runs if r not in in_table]
         if missing:
@@ -354,19 +421,27 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_browser:
                 pass
             elif chromium is None:
-                print("tensorboard_browser_check: no Chromium (apt-get install -y chromium): no screenshots",
-                      file=sys.stderr)
+                print(
+                    "tensorboard_browser_check: no Chromium (apt-get install -y chromium): no screenshots",
+                    file=sys.stderr,
+                )
             else:
                 views = list(VIEWS)
                 if not args.no_prefix_views:
-                    views += [(f"scalars_{pre}", PREFIX_VIEW.format(urllib.parse.quote(f"^{pre}/")))
-                              for pre in prefixes(data)]
+                    views += [
+                        (f"scalars_{pre}", PREFIX_VIEW.format(urllib.parse.quote(f"^{pre}/"))) for pre in prefixes(data)
+                    ]
                 for name, fragment in views:
-                    shot = screenshot(chromium, f"{b.url}/{fragment}", args.out / f"{name}.png", args.window_size,
-                                      args.budget_ms)
+                    shot = screenshot(
+                        chromium, f"{b.url}/{fragment}", args.out / f"{name}.png", args.window_size, args.budget_ms
+                    )
                     data["screenshots"][name] = shot
-                    print(f"screenshot {name}: {shot['png']} ({shot['bytes']} bytes)" if shot["ok"]
-                          else f"screenshot {name}: FAILED", flush=True)
+                    print(
+                        f"screenshot {name}: {shot['png']} ({shot['bytes']} bytes)"
+                        if shot["ok"]
+                        else f"screenshot {name}: FAILED",
+                        flush=True,
+                    )
             data["made_run"] = str(logdir) if tmp else None
             (args.json or args.out / "served.json").write_text(json.dumps(data, indent=1))
             return 0 if chromium or args.no_browser else 3

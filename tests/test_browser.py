@@ -4,6 +4,7 @@ and the Scalars, Images and HParams views rendered by headless Chromium (scripts
 The screenshot test is skipped with the reason when Chromium is absent (Debian: apt-get install -y chromium).
 About a minute on 2 cores: `pytest -m browser tests/test_browser.py`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,8 +42,12 @@ def check():
 def run_dir(check, tmp_path_factory):
     """A finished short run (the script's own TINY_RUN: a training curve and two validation evaluations)."""
     run = tmp_path_factory.mktemp("tb") / "run"
-    done = subprocess.run([shutil.which("vaelab-train") or "vaelab-train", *check.TINY_RUN, f"hydra.run.dir={run}"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [shutil.which("vaelab-train") or "vaelab-train", *check.TINY_RUN, f"hydra.run.dir={run}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return run
 
@@ -76,8 +81,9 @@ def test_tensorboard_serves_run_scalars_and_hparams(served):
     assert groups and groups[0]["n_hparams"] > 0 and groups[0]["metrics"], groups
 
 
-@pytest.mark.xfail(reason="issue 21 item 1: one step axis and split prefixes for every scalar (in progress)",
-                   strict=False)
+@pytest.mark.xfail(
+    reason="issue 21 item 1: one step axis and split prefixes for every scalar (in progress)", strict=False
+)
 def test_tensorboard_scalars_have_no_findings(check, run_dir, served):
     """What the script finds wrong in the scalars (step axes, prefixes, collisions); HParams and run-name
     remarks are left out. Expected to pass once issue 21 item 1 is done: then drop the xfail."""
@@ -111,8 +117,12 @@ def test_browser_screenshots(check, run_dir, tmp_path):
     if check.find_chromium() is None:
         pytest.skip("Chromium not found (Debian: apt-get install -y chromium), so no browser check")
     out = tmp_path / "shots"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(run_dir), "--out", str(out), "--no-prefix-views"],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(run_dir), "--out", str(out), "--no-prefix-views"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     served = json.loads((out / "served.json").read_text())
     assert served["runs"] and any(t.startswith("train/") for t in next(iter(served["scalars"].values())))

@@ -4,6 +4,7 @@ and ``skip_completed=true`` finishing it.
 Needs a cluster with an idle node, e.g. the one-node cluster of ``scripts/slurm_local.sh`` (docs/slurm.md);
 skipped with the reason otherwise. About 1.5 minutes on 2 cores: `pytest -m slurm tests/test_slurm.py`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,8 +23,14 @@ pytestmark = pytest.mark.slurm
 
 # Long enough (about 10 s of training on one core) that the scancel lands inside training, where vaelab's
 # SIGTERM handler saves last.ckpt and records the job as interrupted; short enough for a test.
-TINY = ["trainer.max_epochs=200", "data.n_samples=500", "data.batch_size=100", "callbacks.convergence.extend=false",
-        "callbacks.progress_bar=null", "callbacks.diagnostics.every_n_epochs=50"]
+TINY = [
+    "trainer.max_epochs=200",
+    "data.n_samples=500",
+    "data.batch_size=100",
+    "callbacks.convergence.extend=false",
+    "callbacks.progress_bar=null",
+    "callbacks.diagnostics.every_n_epochs=50",
+]
 # The preset asks 4 GB a job; 1 GB lets 4 jobs fit on a small node. partition: null is the cluster's default.
 LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]
 SEEDS = "seed=0,1,2,3"
@@ -36,8 +43,9 @@ def _skip_reason() -> str | None:
     if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
         return "hydra-submitit-launcher is not installed (pip install -e '.[sweep]')"
     try:
-        out = subprocess.run(["sinfo", "-h", "-N", "-t", "idle,mix", "-o", "%N %T"], capture_output=True,
-                             text=True, timeout=20)
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-t", "idle,mix", "-o", "%N %T"], capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         return "sinfo did not answer in 20 s (is slurmctld running? scripts/slurm_local.sh status)"
     if out.returncode != 0:
@@ -57,8 +65,15 @@ def _accounting() -> bool:
 
 
 def _train_cmd(sweep_dir: Path, *extra: str) -> list[str]:
-    return [shutil.which("vaelab-train") or "vaelab-train", "-m", SEEDS, *TINY, *LAUNCHER,
-            f"hydra.sweep.dir={sweep_dir}", *extra]
+    return [
+        shutil.which("vaelab-train") or "vaelab-train",
+        "-m",
+        SEEDS,
+        *TINY,
+        *LAUNCHER,
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
 
 
 def _metrics(job_dir: Path) -> dict:
@@ -122,8 +137,9 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
         subprocess.run(["scancel", task], check=True, timeout=20)
 
         # Every array task leaves the queue (the other three finish; SLURM kills job 0 after KillWait).
-        _wait(lambda: not _array_jobs_left(array_id), LAUNCHER_TIMEOUT_S, f"array {array_id} to leave the queue",
-              poll=1.0)
+        _wait(
+            lambda: not _array_jobs_left(array_id), LAUNCHER_TIMEOUT_S, f"array {array_id} to leave the queue", poll=1.0
+        )
         stopped = False
         try:
             proc.wait(timeout=60)
@@ -157,8 +173,12 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
         assert _metrics(jobs[i]).get("status") == "completed", (i, _metrics(jobs[i]).get("error"))
     finished = {i: (jobs[i] / "metrics.json").stat().st_mtime_ns for i in (1, 2, 3)}
 
-    summary = subprocess.run([shutil.which("vaelab-summarize") or "vaelab-summarize", str(sweep)],
-                             capture_output=True, text=True, timeout=300)
+    summary = subprocess.run(
+        [shutil.which("vaelab-summarize") or "vaelab-summarize", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert summary.returncode == 0, summary.stderr
     assert "3/4" in summary.stdout, summary.stdout
     not_completed = summary.stdout.split("Not completed:", 1)[-1]
@@ -166,8 +186,13 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
     assert f"**{killed['status']}**" in not_completed, summary.stdout
 
     # The same command with skip_completed=true finishes job 0 (from its checkpoint) and leaves the others alone.
-    rerun = subprocess.run(_train_cmd(sweep, "skip_completed=true"), capture_output=True, text=True,
-                           timeout=LAUNCHER_TIMEOUT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    rerun = subprocess.run(
+        _train_cmd(sweep, "skip_completed=true"),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCHER_TIMEOUT_S,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
     if cluster["accounting"]:
         assert "Bypassing sacct error" not in rerun.stdout + rerun.stderr
@@ -175,8 +200,12 @@ def test_slurm_sweep_scancel_summary_and_skip_completed(cluster, tmp_path):
     assert done.get("status") == "completed", done
     assert done.get("epochs") == 200, done.get("epochs")
     assert {i: (jobs[i] / "metrics.json").stat().st_mtime_ns for i in (1, 2, 3)} == finished
-    final = subprocess.run([shutil.which("vaelab-summarize") or "vaelab-summarize", str(sweep)],
-                           capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        [shutil.which("vaelab-summarize") or "vaelab-summarize", str(sweep)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert final.returncode == 0 and "4/4" in final.stdout and "Not completed:" not in final.stdout, final.stdout
 
 
