@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from common import load_average, machine, write_result
+from common import load_average, machine, peak_rss_mb, write_result
 from vaelab.config import compose_config
 from vaelab.seed_parallel.members import build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
@@ -88,6 +88,7 @@ def main() -> None:
                     "wall_ratios": [round(r, 2) for r in wall_ratios],
                     "single_run_cpu_s": [round(single[0], 3) for single, _ in pairs],
                     "stacked_cpu_s": [round(stacked[0], 3) for _, stacked in pairs],
+                    "peak_rss_mb": peak_rss_mb(),  # of the process so far: S grows along the rows
                 }
             )
     write_result(
