@@ -16,6 +16,7 @@ from vaelab.errors import DivergenceError
 from vaelab.restarts import RESTART_SEED_STRIDE
 from vaelab.run_record import RunRecord
 from vaelab.seed_parallel.members import Member, build_member
+from vaelab.seed_parallel.runs import model_sizes
 from vaelab.seed_parallel.training import SeedParallelLoop
 
 log = logging.getLogger("vaelab")
@@ -35,6 +36,7 @@ def fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Any, Any, dict[str
     record.update(
         data=first.datamodule.spec.name,
         model=type(first.model).__name__,
+        **model_sizes(first.model),
         **{f"true_{k}": v for k, v in first.datamodule.spec.ground_truth.items()},
     )
     loop = SeedParallelLoop(members)

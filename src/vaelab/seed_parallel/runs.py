@@ -154,7 +154,7 @@ def _train(loop: SeedParallelLoop, records: list[RunRecord], checkpoint_path: Pa
         record.update(
             data=member.run.datamodule.spec.name,
             model=type(member.run.model).__name__,
-            **_model_sizes(member.run.model),
+            **model_sizes(member.run.model),
             **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()},
         )
     try:
@@ -180,7 +180,7 @@ def _train(loop: SeedParallelLoop, records: list[RunRecord], checkpoint_path: Pa
     return [_finish(loop, s, record) for s, record in enumerate(records)]
 
 
-def _model_sizes(model: Any) -> dict[str, Any]:
+def model_sizes(model: Any) -> dict[str, Any]:
     """The sizes the model resolved from the data, as a single run records them."""
     sizes = {"model_latent_dim": model.latent_dim}
     if hasattr(model, "prior_mean"):
