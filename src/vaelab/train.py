@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ KNOWN_NOISE = (
     r".*LeafSpec.*",
     r"The number of training batches .* is smaller than the logging interval",
     r"Checkpoint directory .* exists and is not empty",
+    r"The .srun. command is available on your system but is not used",  # SLURM installed, run outside it
 )  # a resumed run's own checkpoints
 log = logging.getLogger("vaelab")
 
@@ -238,6 +240,8 @@ def main(cfg: DictConfig) -> float:
             + (" (or re-run the sweep with skip_completed=true hydra.sweep.dir=...)" if multirun else ""),
             file=sys.stderr,
         )
+        if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
+            return math.nan
         sys.exit(128 + err.signum)
     except (ConfigError, DataError) as err:
         where = "" if isinstance(err, RunExistsError) else f" [recorded in {cfg.paths.output_dir}/metrics.json]"
