@@ -20,7 +20,7 @@ import torch
 
 KIND = "vaelab.seed_parallel"  # marks the file as a seed-parallel checkpoint
 MEMBER_FIELDS = ("status", "divergence", "last_finite_loss", "last_logged", "last_logged_step", "gamma_floor_step")
-VIEW_FIELDS = ("global_step", "current_epoch", "max_epochs")
+VIEW_FIELDS = ("global_step", "current_epoch", "max_epochs", "max_steps")
 
 
 def loop_state(loop: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class TrainerView:
     datamodule: Any
     loggers: list
     max_epochs: int
+    max_steps: int = -1
     global_step: int = 0
     current_epoch: int = 0
     should_stop: bool = False

@@ -272,23 +272,20 @@ class SeedParallelLoop:
                 logger.log_metrics(values, step=self.global_step)
 
     def _end_epoch(self, stopped: bool) -> None:
-        """Every training member's epoch end, as a single run's callbacks see it: validation diagnostics, then the
-        convergence decision once the training length is reached (extend, or finish)."""
+        """Every training member's epoch end, as a single run's callbacks see it: the validation loss (every
+        ``check_val_every_n_epoch`` epochs), the Diagnostics callback's own epoch end, then the convergence
+        decision once the training length is reached (extend, or finish)."""
         done_epochs = self.epoch + 1
         last = self.max_epochs is not None and done_epochs >= self.max_epochs
         extend: list[int] = []
         for s in self.training_members():
-            member = self.members[s]
-            member.view.current_epoch, member.view.should_stop = self.epoch, stopped
-            diagnostics = member.diagnostics
-            validate = done_epochs % self.check_val_every == 0
-            if validate or done_epochs % diagnostics.every_n_epochs == 0 or last:
-                self.unstack(s)  # into member.run.model, which member.run.module evaluates
-            if validate:
+            member, view = self.members[s], self.members[s].view
+            view.current_epoch, view.should_stop, view.max_steps = self.epoch, stopped, self.max_steps or -1
+            self.unstack(s)  # into member.run.model, which member.run.module evaluates
+            if done_epochs % self.check_val_every == 0:
                 member.log_validation_loss()
-            if done_epochs % diagnostics.every_n_epochs == 0 or last:
-                diagnostics.run(member.view, member.run.module, "val")
-            member.view.current_epoch = done_epochs  # Lightning's count once the epoch is over
+            member.diagnostics.on_train_epoch_end(view, member.run.module)
+            view.current_epoch = done_epochs  # Lightning's count once the epoch is over
             if stopped or last:
                 if not stopped and self._extends(member):
                     extend.append(s)
