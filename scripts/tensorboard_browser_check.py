@@ -6,8 +6,9 @@
 Starts ``tensorboard --logdir DIR --port <free port>``, waits until it serves the run, prints what its HTTP data
 endpoints serve (runs, plugins, scalar tags with their steps, image tags, hparams and metrics) and the findings
 (what a researcher would find wrong: tags without a train/val/test/final/model prefix, a tag written on two step
-axes and the points TensorBoard drops for it, validation and test under one tag, curves on another step axis than
-train/, final/ scalars at step 0, curves of one or two points, long run names, HParams entries), and saves
+axes and the points TensorBoard drops for it, a tag written twice at one step (validation and test under one tag),
+curves on another step axis than train/, validation curves that stop before the run does, final/ scalars at step
+0, curves of one or two points, long run names, HParams entries), and saves
 screenshots of the Scalars, Images and HParams views (and Time Series, and the Scalars view filtered to each tag
 prefix) from headless Chromium (Debian: ``apt-get install -y chromium``) into ``--out``. With no directory it
 first makes a short run with ``vaelab-train`` in a temporary folder (kept with ``--keep``). Trains nothing else.
@@ -35,7 +36,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-# A run of a few seconds that still writes a training curve (several train/ points) and validation diagnostics.
+# A run of a few seconds that still writes a training curve (several train/ points) and validation diagnostics
+# (after epochs 25, 50 and the last, 60: the validation loop only after the first two).
 TINY_RUN = [
     "trainer.max_epochs=60",
     "data.n_samples=500",
@@ -291,13 +293,15 @@ def findings(data: dict, logdir: Path) -> list[str]:
                     f"{tag}: steps written out of order {steps} (two step axes?); TensorBoard serves "
                     f"{served}" + (f", dropping {lost}" if lost else "")
                 )
-            dup = tuple(sorted({s for s in steps if len({i for i, step in points if step == s}) > 1}))
+            dup = tuple(sorted({s for s in steps if steps.count(s) > 1}))
             if dup:
-                collisions.setdefault(dup, []).append(tag)
-        for dup, tags in collisions.items():
+                files_at = {len({i for i, step in points if step == s}) for s in dup}
+                collisions.setdefault((dup, max(files_at) > 1), []).append(tag)
+        for (dup, two_files), tags in collisions.items():
+            why = "by two event files" if two_files else "twice in one event file"
             out.append(
-                f"{_group(tags)}: written by two event files at step(s) {list(dup)} (validation and "
-                f"test under one tag?); TensorBoard serves one value per step"
+                f"{_group(tags)}: written {why} at step(s) {list(dup)} (validation and test, or two writers, "
+                f"under one tag?); TensorBoard serves one value per step"
             )
         train_max = max((s for t, pts in written.items() if t.startswith("train/") for _, s in pts), default=None)
         if train_max:
@@ -312,6 +316,16 @@ def findings(data: dict, logdir: Path) -> list[str]:
                     f"{_group(tags)}: steps {steps}, but train/ runs to step {train_max}: another "
                     f"step axis (the curve is squeezed into the start of the training axis)"
                 )
+            end = max(s for pts in written.values() for _, s in pts)  # the last step anything was written at
+            stale = sorted(t for t in written if t.startswith("val/") and max(s for _, s in written[t]) < end)
+            for tags in _by_steps(stale, written).values():
+                last = max(s for _, s in written[tags[0]])
+                out.append(
+                    f"{_group(tags)}: last point at step {last}, but the run ends at step {end} (no validation "
+                    f"at the end of training)"
+                )
+            if not any(t.startswith("val/") for t in written):
+                out.append(f"no val/ scalars at all (training ran to step {train_max})")
             finals = sorted(t for t in written if t.startswith("final/") and max(s for _, s in written[t]) < train_max)
             if finals:
                 at = sorted({s for t in finals for _, s in written[t]})

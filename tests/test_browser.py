@@ -40,7 +40,7 @@ def check():
 
 @pytest.fixture(scope="module")
 def run_dir(check, tmp_path_factory):
-    """A finished short run (the script's own TINY_RUN: a training curve and two validation evaluations)."""
+    """A finished short run (the script's own TINY_RUN: a training curve and three validation evaluations)."""
     run = tmp_path_factory.mktemp("tb") / "run"
     done = subprocess.run(
         [shutil.which("vaelab-train") or "vaelab-train", *check.TINY_RUN, f"hydra.run.dir={run}"],
@@ -81,12 +81,9 @@ def test_tensorboard_serves_run_scalars_and_hparams(served):
     assert groups and groups[0]["n_hparams"] > 0 and groups[0]["metrics"], groups
 
 
-@pytest.mark.xfail(
-    reason="issue 21 item 1: one step axis and split prefixes for every scalar (in progress)", strict=False
-)
 def test_tensorboard_scalars_have_no_findings(check, run_dir, served):
-    """What the script finds wrong in the scalars (step axes, prefixes, collisions); HParams and run-name
-    remarks are left out. Expected to pass once issue 21 item 1 is done: then drop the xfail."""
+    """What the script finds wrong in the scalars (step axes, prefixes, collisions, validation curves that stop
+    before training does); HParams and run-name remarks are left out."""
     scalar_findings = [f for f in check.findings(served, run_dir) if not f.startswith(("HParams", "run names"))]
     assert not scalar_findings, "\n".join(scalar_findings)
 

@@ -138,8 +138,9 @@ def test_tensorboard_has_terms_dims_and_hparams(easy_run):
         "model/gamma",
         "val/loss",
         "val/active_dims",
-        "encoder_var/dim_000",
-        "encoder_var/dim_019",
+        "val/encoder_var/dim_000",
+        "val/encoder_var/dim_019",
+        "test/encoder_var/dim_019",
         "final/active_dims",
         "final/gamma",
     ):

@@ -28,14 +28,18 @@ log = logging.getLogger("vaelab")
 
 
 class Diagnostics(L.Callback):
-    """Every ``every_n_epochs`` epochs (and after the last epoch) the configured evaluators on the whole
-    validation split; ``run(trainer, module, "test")`` runs them on the test split at the end (for metrics.json).
+    """Every ``every_n_epochs`` epochs (and after the last epoch, or the last step of a ``max_steps`` run, so
+    the validation curves end where training ends) the configured evaluators on the whole validation split;
+    ``run(trainer, module, "test")`` runs them on the test split at the end (for metrics.json).
 
     One pass of the model over the split (vaelab.evaluation.collect_posterior, in chunks of
     ``eval_batch_size``) feeds every evaluator (vaelab.diagnostics: name -> evaluator, e.g. Hydra nodes with a
-    ``_target_``; a None entry is left out). Their scalars go to every logger as ``<split>/<key>``, their
-    logger-only curves under their own tags, their histograms and images to TensorBoard; ``history`` keeps one
-    entry per validation run, what vaelab.convergence judges convergence from.
+    ``_target_``; a None entry is left out). Everything is logged at the optimizer step (``trainer.global_step``):
+    their scalars go to every logger as ``<split>/<key>``, their logger-only curves under their own tags (each
+    under its ``<split>/`` too), their histograms and images to TensorBoard; ``history`` keeps one entry per
+    validation run, what vaelab.convergence judges convergence from. Where the validation loop wrote a
+    ``val/<term>`` at the same step already (``val/loss``, ``val/kl``), vaelab's loggers keep that first value
+    (vaelab.loggers: one value per tag and step).
     """
 
     def __init__(
@@ -94,8 +98,8 @@ class Diagnostics(L.Callback):
     @staticmethod
     def _log(trainer: L.Trainer, split: str, evaluation: Evaluation) -> None:
         step = trainer.global_step
-        values = {f"{split}/{key}": float(value) for key, value in evaluation.scalars.items()}
-        values.update(evaluation.logged)
+        values = dict(evaluation.logged)  # a scalar under the same tag wins (its value is metrics.json's)
+        values.update({f"{split}/{key}": float(value) for key, value in evaluation.scalars.items()})
         for logger in trainer.loggers:  # straight to the loggers: LightningModule.log costs ~0.5 ms per key
             logger.log_metrics(values, step=step)
             if isinstance(logger, TensorBoardLogger):
@@ -107,7 +111,12 @@ class Diagnostics(L.Callback):
                         writer.add_image(tag, image, step, dataformats="HW" if image.dim() == 2 else "CHW")
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        max_steps = getattr(trainer, "max_steps", -1) or -1
+        last = (
+            (trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs)
+            or (max_steps > 0 and trainer.global_step >= max_steps)
+            or trainer.should_stop
+        )
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last:
             self.run(trainer, module, "val")
 

@@ -21,6 +21,12 @@ log = logging.getLogger("vaelab")
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
+def log_interval(log_every_n_steps: int, steps_per_epoch: int) -> int:
+    """Optimizer steps between two logged training points: ``trainer.log_every_n_steps``, but at least one point
+    per epoch, so a short run (fewer steps than the interval) still has its training curve."""
+    return max(1, min(int(log_every_n_steps), int(steps_per_epoch)))
+
+
 def plain_single_device(trainer: L.Trainer) -> bool:
     """Whether an optimizer step can skip Lightning's per-step dispatch (backward and optimizer.step through the
     strategy and precision plugin, and the ``STEP_HOOKS`` of every callback and of the module): one device,
@@ -66,8 +72,12 @@ class VAETrainingModule(L.LightningModule):
     ``total_steps`` filled in when it asks for it (OneCycleLR). gradient_clip_val / _algorithm: as Lightning's.
 
     Training batches come stacked, (k, batch_size, ...): one optimizer step per minibatch (see
-    TensorBatchLoader), so optimisation is manual. Training terms go straight to the loggers every
-    ``trainer.log_every_n_steps`` optimizer steps (no per-step logging work otherwise). The loss is checked at
+    TensorBatchLoader), so optimisation is manual. Every scalar is logged at the optimizer step (``global_step``),
+    the one step axis of the run: training terms go straight to the loggers every ``log_interval`` optimizer steps
+    (``trainer.log_every_n_steps``, at least once per epoch; no per-step logging work otherwise), and the
+    validation loop's ``val/<term>`` (means over the split) once per validation run, at the step it ran after
+    (Lightning's own logging, which counts batches, is kept for checkpoint selection and the progress bar, not
+    the loggers). The loss is checked at
     every step, and the gradient norm when clipping by norm: a NaN/Inf stops the run at once with a
     DivergenceError before the step is taken. ``kl_warmup`` (a KLWarmup or None): the minimised loss is
     ``loss + (beta - 1) * kl`` (= recon_nll + beta * kl for the plain ELBO), logged as ``train/kl_weight``;
@@ -105,6 +115,9 @@ class VAETrainingModule(L.LightningModule):
         self._train_rng_states: dict | None = None
         self.kl_warmup = kl_warmup
         self._steps_per_epoch: int | None = None
+        self._log_every = 1  # set when training starts: see log_interval
+        self._val_sums: dict[str, float] = {}
+        self._val_count = 0
         self._step_kl_weight = 1.0
         self._model_takes_kl_weight = hasattr(model, "kl_weight")  # once: nn.Module attribute misses are slow
         self._fast_steps = False  # set when training starts: see plain_single_device
@@ -119,7 +132,15 @@ class VAETrainingModule(L.LightningModule):
         self.compile_loss = compile_loss
         self._train_loss = model.loss  # compiled when training starts (in the training process: picklable)
 
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (minibatches of the training split)."""
+        if self._steps_per_epoch is None:
+            loader = self.trainer.datamodule.train_dataloader()
+            self._steps_per_epoch = loader.num_batches() if hasattr(loader, "num_batches") else len(loader)
+        return self._steps_per_epoch
+
     def on_train_start(self) -> None:
+        self._log_every = log_interval(self.trainer.log_every_n_steps, self.steps_per_epoch())
         optimizer = self.optimizers()  # the fast path uses the step-counting hooks Lightning installs on it
         self._fast_steps = plain_single_device(self.trainer) and all(
             hasattr(optimizer, name) for name in ("_on_before_step", "_on_after_step", "optimizer")
@@ -135,10 +156,7 @@ class VAETrainingModule(L.LightningModule):
         """The KL weight beta of the current optimizer step (1 without warm-up)."""
         if self.kl_warmup is None:
             return 1.0
-        if self._steps_per_epoch is None:
-            loader = self.trainer.datamodule.train_dataloader()
-            self._steps_per_epoch = loader.num_batches() if hasattr(loader, "num_batches") else len(loader)
-        return self.kl_warmup.weight(self.global_step, self._steps_per_epoch)
+        return self.kl_warmup.weight(self.global_step, self.steps_per_epoch())
 
     def _set_model_kl_weight(self, beta: float) -> None:
         if self._model_takes_kl_weight:
@@ -147,7 +165,7 @@ class VAETrainingModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
-        log_every = self.trainer.log_every_n_steps
+        log_every = self._log_every
         max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         fast = self._fast_steps
         for i in range(len(batch["x"])):
@@ -245,15 +263,21 @@ class VAETrainingModule(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         terms = self.model.loss(batch)
+        n = len(batch["x"])
         # every process evaluates the whole split; sync_dist only averages identical values (and is
-        # a no-op on one process)
+        # a no-op on one process). logger=False: Lightning would log at its batch count (another step axis)
+        # and add an unprefixed "epoch"; the loggers get the means at the optimizer step (on_validation_epoch_end)
         self.log_dict(
             {f"val/{k}": v for k, v in terms.items()},
             on_step=False,
             on_epoch=True,
-            batch_size=len(batch["x"]),
+            batch_size=n,
             sync_dist=True,
+            logger=False,
         )
+        for k, v in terms.items():
+            self._val_sums[k] = self._val_sums.get(k, 0.0) + float(v) * n
+        self._val_count += n
 
     def _rng_states(self) -> dict[str, Any]:
         states = {"torch": torch.get_rng_state()}
@@ -275,8 +299,18 @@ class VAETrainingModule(L.LightningModule):
             self._set_rng_states(self._train_rng_states)
             self._train_rng_states = None
 
-    on_validation_epoch_start = _fork_rng
-    on_validation_epoch_end = _join_rng
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums, self._val_count = {}, 0
+        self._fork_rng()
+
+    def on_validation_epoch_end(self) -> None:
+        self._join_rng()
+        sums, count = self._val_sums, self._val_count
+        self._val_sums, self._val_count = {}, 0
+        if count and not self.trainer.sanity_checking and self.trainer.is_global_zero:
+            values = {f"val/{k}": total / count for k, total in sums.items()}
+            for logger in self.loggers:
+                logger.log_metrics(values, step=self.global_step)
 
     def total_steps(self) -> int:
         """Optimizer steps the run will take (see ``schedules.total_steps``)."""

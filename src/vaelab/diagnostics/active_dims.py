@@ -10,7 +10,7 @@ class ActiveDims:
     """``active_dims`` (count) and ``per_dim_encoder_var`` (k floats; the ratio to a learned prior's variance).
 
     threshold: a dim is active below this mean variance (inactive dims sit at the prior's 1, active ones at
-    O(gamma)). per_dim_scalars: also one logger curve per dim, ``encoder_var/dim_<j>``. TensorBoard: the
+    O(gamma)). per_dim_scalars: also one logger curve per dim, ``<split>/encoder_var/dim_<j>``. TensorBoard: the
     histogram ``<split>/encoder_var`` over dims.
     """
 
@@ -20,7 +20,8 @@ class ActiveDims:
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         enc_var = ctx.encoder_var
-        logged = {f"encoder_var/dim_{j:03d}": float(v) for j, v in enumerate(enc_var)} if self.per_dim_scalars else {}
+        tag = f"{ctx.split_name}/encoder_var/dim_"
+        logged = {f"{tag}{j:03d}": float(v) for j, v in enumerate(enc_var)} if self.per_dim_scalars else {}
         return Evaluation(
             scalars={"active_dims": metrics.active_dims(enc_var, self.threshold)},
             values={"per_dim_encoder_var": enc_var.tolist()},

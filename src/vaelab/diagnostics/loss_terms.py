@@ -8,7 +8,9 @@ from vaelab.diagnostics.base import EvalContext, Evaluation
 class LossTerms:
     """``elbo`` (nats per sample; -neg_elbo when the model reports it apart from its loss, else -loss), every
     other loss term but ``loss`` and ``kl`` (e.g. ``recon``, nats per sample) and ``model.scalars()`` (e.g.
-    ``gamma``): metrics.json only (the training module logs the loss terms as ``val/<term>`` already)."""
+    ``gamma``): metrics.json. Loggers: every loss term as ``<split>/<term>`` (``val/loss``, ``test/recon_nll``),
+    the curves the training module's validation loop writes at its own validation runs: so the validation
+    curves also have their point at the end of training, and the test split its loss terms."""
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         terms = ctx.loss_terms
@@ -17,4 +19,5 @@ class LossTerms:
             **{name: value for name, value in terms.items() if name not in ("loss", "kl", "neg_elbo")},
             **ctx.model.scalars(),
         }
-        return Evaluation(values=values)
+        logged = {f"{ctx.split_name}/{name}": float(value) for name, value in terms.items()}
+        return Evaluation(values=values, logged=logged)
