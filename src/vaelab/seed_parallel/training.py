@@ -34,6 +34,7 @@ from vaelab.seed_parallel.checkpoint import Interruptions, save
 from vaelab.seed_parallel.loss import member_terms
 from vaelab.seed_parallel.members import Member
 from vaelab.seed_parallel.stacking import StackedModel
+from vaelab.training_module import log_interval
 
 # optimizers whose update of an element depends only on that element's gradient and state (so one optimizer
 # over stacked tensors is S optimizers)
@@ -63,7 +64,7 @@ class SeedParallelLoop:
         # Lightning's limits: None or a value <= 0 is no limit of that kind
         self.max_epochs = trainer_cfg.get("max_epochs") if (trainer_cfg.get("max_epochs") or -1) > 0 else None
         self.max_steps = trainer_cfg.get("max_steps") if (trainer_cfg.get("max_steps") or -1) > 0 else None
-        self.log_every = int(trainer_cfg.get("log_every_n_steps") or 50)
+        self.log_every = log_interval(int(trainer_cfg.get("log_every_n_steps") or 50), self.steps_per_epoch)
         self.check_val_every = int(trainer_cfg.get("check_val_every_n_epoch") or 1)
         self.scheduler = self._scheduler(total_steps(self.max_steps, self.max_epochs, self.steps_per_epoch))
         self.global_step, self.epoch = 0, 0
