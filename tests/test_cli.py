@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from vaelab.cli import null_group_override
+from vaelab.config import compose_config
 
 LIGHT_MODULES = ("vaelab.cli", "vaelab.validation", "vaelab.run_dir", "vaelab.schedules", "vaelab.train")
 
@@ -35,3 +39,30 @@ def test_null_for_a_config_group_says_what_to_write_instead():
     assert "kl_warmup.beta0=1" in null_group_override(["experiment=manifold_t1_cvae_std_prior", "kl_warmup=null"])
     assert "inference=<option>" in null_group_override(["inference=null"])
     assert null_group_override(["ckpt_path=null", "model.prior=standard", "kl_warmup=linear"]) is None
+
+
+def test_a_config_error_is_reported_before_torch_loads(tmp_path):
+    code = (
+        "import sys\nfrom vaelab.train import cli\n"
+        "sys.argv = ['vaelab-train', 'model.latent_dim=abc', 'hydra.run.dir=run']\n"
+        "try:\n    cli()\nexcept SystemExit as exit:\n"
+        "    print(exit.code, 'torch' in sys.modules, 'lightning' in sys.modules)"
+    )
+    env = {**os.environ, "VAELAB_LOG_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
+    assert proc.stdout.strip() == "2 False False", proc.stderr
+    assert proc.stderr.startswith("vaelab-train: error: model.latent_dim='abc' must be an integer")
+
+
+def test_help_gives_a_meaning_for_every_config_group_and_top_level_key():
+    proc = subprocess.run([sys.executable, "-m", "vaelab.train", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import vaelab.conf
+
+    conf = Path(vaelab.conf.__file__).parent
+    groups = [p.name for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "__pycache__")]
+    keys = list(compose_config([]))
+    for name in [*groups, *keys, "hydra/launcher"]:
+        assert re.search(rf"^  {re.escape(name)}  +\S", proc.stdout, re.MULTILINE), f"--help has no line for {name}"

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration  # failing, interrupted, killed and resumed
 
 TESTS = Path(__file__).resolve().parent
 # everything but timing, paths and how the run was started must match between a resumed and a whole run
-VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
+VOLATILE = {"wall_time_s", "startup_s", "run_dir", "overrides", "resumed_from"}
 # a run of 30 epochs of 12 steps, a probe callback driven by the environment, last.ckpt every 5 epochs
 RUN = [
     *SHORT,
@@ -271,6 +271,32 @@ def test_bad_input_fails_before_training_with_one_line_naming_the_key(
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json"]  # no checkpoints, no tensorboard
 
 
+# the command line: every error is one line on stderr (no traceback) with its exit code, 2 for a config error
+# (reported before torch and Lightning load: test_cli), 1 for a diverged run
+FAST = ["debug=fast", "data.n_samples=1000", "logger=none", "callbacks.progress_bar=null"]
+CLI_ERRORS = [
+    (["model.latent_dim=abc"], 2, "error: model.latent_dim='abc' must be an integer"),
+    (["seed=-1"], 2, "error: seed=-1 must be an integer in 0..4294967295"),
+    (["model.foo=1"], 2, "error: model.foo=1: model=vae (GaussianVAE) has no such argument; its keys are: latent_dim,"),
+    (["+model.foo=1"], 2, "error: model.foo: model=vae (GaussianVAE) has no such argument; its keys are: latent_dim,"),
+    (["data.foo=1"], 2, "data.foo=1: data=synthetic_manifold (SyntheticManifoldData) has no such argument; its keys"),
+    (["no_such_key=1"], 2, "error: no_such_key=1: the config has no top-level key no_such_key; they are: name, seed"),
+    (["model=no_such_model"], 2, "Could not find 'model/no_such_model'; Available options in 'model': bernoulli_mlp,"),
+    (["kl_warmup=null"], 2, "error: kl_warmup=null: a config group cannot be set to null"),
+    ([*FAST, "optimizer.lr=1e6"], 1, "diverged: the loss became nan at optimizer step"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CLI_ERRORS, ids=[" ".join(a[-1:]) for a, _, _ in CLI_ERRORS])
+def test_command_line_errors_are_one_line_with_their_exit_code(tmp_path, args, code, message):
+    proc = _cli(*args, "hydra.run.dir=run", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("vaelab-train: ") and message in lines[0]
+    if code == 1:
+        assert "lower optimizer.lr" in lines[0] and read_metrics(tmp_path / "run")["status"] == "diverged"
+
+
 def test_resume_of_a_directory_without_checkpoint_is_one_line(tmp_path):
     (tmp_path / "empty_run").mkdir()
     proc = _cli(f"resume={tmp_path / 'empty_run'}", cwd=tmp_path)
@@ -357,6 +383,26 @@ def test_sigterm_saves_and_resume_shortcut_finishes_bit_identically(tmp_path, wh
     assert final["status"] == "completed" and _strip(final) == _strip(whole_run)
 
 
+def test_ctrl_c_during_start_up_is_one_line_and_each_message_names_resume_which_starts_it_over(tmp_path):
+    run = tmp_path / "job"
+    proc = _start(*FAST, "hydra.run.dir=job", cwd=tmp_path)
+    _wait_for(run / "metrics.json", proc)  # the run is claimed; torch and Lightning are still loading
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("vaelab-train: interrupted during start-up, before training")
+    assert f"start it over with: vaelab-train resume={run}" in err
+    assert read_metrics(run)["status"] == "interrupted" and not (run / "checkpoints").exists()
+    again = _cli(*FAST, "hydra.run.dir=job", cwd=tmp_path)  # the same command: refused, naming resume=
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr[-3000:]
+    assert "already holds a run (status interrupted)" in again.stderr
+    assert "continue it with: vaelab-train resume=job" in again.stderr
+    resumed = _cli(f"resume={run}", cwd=tmp_path)  # what both name: the run starts over in its directory
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = read_metrics(run)
+    assert final["status"] == "completed" and "resumed_from" not in final and final["overrides"] == FAST
+
+
 def test_kill_9_loses_at_most_the_work_since_the_last_checkpoint(tmp_path, whole_run):
     marker = tmp_path / "epoch7"
     proc = _start(
@@ -425,6 +471,12 @@ def test_interrupted_sweep_finishes_with_skip_completed(tmp_path):
     summary = summarize.summarize_dir(sweep)
     assert not summary.problems() and summary.rows[0]["completed"] == 3
     assert "skip_completed" not in (sweep / "summary.md").read_text()
+
+    refused = _cli("-m", "seed=0,1,2", *TINY, "hydra.sweep.dir=sweep", cwd=tmp_path)  # without skip_completed
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1, refused.stderr[-3000:]
+    assert "3 of 3 jobs were refused" in lines[0] and "skip_completed=true" in lines[0]
+    assert read_metrics(jobs["0"]) == done  # untouched
 
 
 # ---------------------------------------------------------------------------------------------------------

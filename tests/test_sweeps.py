@@ -123,6 +123,33 @@ def test_summarize_cli_writes_table_and_plots(sweep_dir, capsys):
     assert summarize.main([str(sweep_dir), "--x", "model.latent_dim", "--plot"]) == 2
 
 
+def test_plots_have_integer_ticks_n_per_point_and_training_time_apart_from_start_up(tmp_path, monkeypatch):
+    """An integer key gets integer ticks only, each point is labelled with its n, and the first job's start-up
+    (torch and Lightning imported) is not in train_time_s, which the table shows instead of wall_time_s."""
+    import matplotlib.pyplot as plt
+
+    for i, (dim, seed, startup) in enumerate([(1, 0, 9.0), (1, 1, 1.0), (2, 0, 1.0), (3, 0, 1.0), (3, 1, 1.0)]):
+        _job(
+            tmp_path,
+            str(i),
+            [f"seed={seed}", f"data.manifold_dim={dim}"],
+            {"status": "completed", "active_dims": dim, "wall_time_s": startup + 4.0, "startup_s": startup},
+        )
+    summary = summarize.summarize(summarize.load_runs(tmp_path))
+    assert summary.metrics == ["active_dims", "train_time_s", "startup_s"]  # wall_time_s: their sum
+    assert [r["train_time_s_mean"] for r in summary.rows] == [4.0, 4.0, 4.0]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    summarize.plot(summary, tmp_path)
+    monkeypatch.undo()
+    ax = figures[0].axes[0]  # active_dims against data.manifold_dim
+    assert list(ax.get_xticks()) == [1, 2, 3]
+    assert all(float(t).is_integer() for t in ax.get_yticks())
+    assert sorted(t.get_text() for t in ax.texts) == ["n=1", "n=2", "n=2"]
+    for figure in figures:
+        plt.close(figure)
+
+
 def test_missing_launcher_plugin_names_the_install(monkeypatch):
     assert missing_plugin(["-m", "seed=0,1"]) is None
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)

@@ -21,7 +21,7 @@ from vaelab.training_module import require_cpp_compiler
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # numbers that must match between two runs with the same seed (everything but timing and paths)
-VOLATILE = {"wall_time_s", "run_dir", "overrides", "resumed_from"}
+VOLATILE = {"wall_time_s", "startup_s", "run_dir", "overrides", "resumed_from"}
 
 
 def _has_cpp_compiler() -> bool:

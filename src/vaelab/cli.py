@@ -7,8 +7,11 @@ them).
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from vaelab.errors import ConfigError, RunExistsError
-from vaelab.run_dir import LAST_CKPT
+from vaelab.run_dir import LAST_CKPT, existing_run_message
 from vaelab.run_record import RUN_CONTROL_KEYS, read_metrics
 from vaelab.sweep import missing_plugin
 
@@ -48,9 +51,10 @@ def _option(argv: list[str], key: str) -> str | None:
 
 def expand_resume(argv: list[str]) -> list[str]:
     """``resume=<run dir>``: the run's own overrides (``.hydra/overrides.yaml``) plus those given now (which
-    replace saved ones with the same key), ``ckpt_path=<run dir>/checkpoints/last.ckpt`` and
-    ``hydra.run.dir=<run dir>``, so the run continues in its directory. Raises ConfigError when the directory
-    has no checkpoint or no saved config, or with -m."""
+    replace saved ones with the same key) and ``hydra.run.dir=<run dir>``, so the run continues in its
+    directory: from ``checkpoints/last.ckpt`` (``ckpt_path=``), or, for a run stopped before training saved
+    one, from the start (``skip_completed=true``). Raises ConfigError for a directory without a saved config,
+    a run that failed or completed without a checkpoint, or with -m."""
     resume = _option(argv, "resume")
     if resume is None:
         return argv
@@ -61,21 +65,30 @@ def expand_resume(argv: list[str]) -> list[str]:
         )
     run_dir = Path(resume).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
-    if not (run_dir / LAST_CKPT).is_file():
-        raise ConfigError(
-            f"resume={resume}: no {LAST_CKPT} in that directory (a run saves it when training "
-            "starts); start the run again instead"
-        )
+    has_ckpt = (run_dir / LAST_CKPT).is_file()
     if not saved.is_file():
         raise ConfigError(
-            f"resume={resume}: no .hydra/overrides.yaml in that directory, so its config is "
-            "unknown; use ckpt_path=<checkpoint> with the run's overrides instead"
+            f"resume={resume}: no .hydra/overrides.yaml"
+            + ("" if has_ckpt else f" and no {LAST_CKPT}")
+            + " in that directory, so it holds no run to continue; "
+            + (
+                "use ckpt_path=<checkpoint> with the run's overrides instead"
+                if has_ckpt
+                else "give a run directory (outputs/runs/<date>/<time>_<name>)"
+            )
         )
-    given = [a for a in argv if _override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir")]
+    status = (read_metrics(run_dir) or {}).get("status")
+    if not has_ckpt and status not in (None, "interrupted", "running"):
+        raise ConfigError(
+            f"resume={resume}: the run {status} before training saved {LAST_CKPT}, so there is nothing to "
+            "continue; fix the config and start a new run"
+        )
+    given = [a for a in argv if _override_key(a) not in ("resume", "ckpt_path", "hydra.run.dir", "skip_completed")]
     keys = {_override_key(a) for a in given}
     own = [str(o) for o in OmegaConf.load(saved) or []]
     own = [o for o in own if _override_key(o) not in RUN_CONTROL_KEYS and _override_key(o) not in keys]
-    return [*own, *given, f"resume='{run_dir}'", f"ckpt_path='{run_dir / LAST_CKPT}'", f"hydra.run.dir='{run_dir}'"]
+    start = [f"ckpt_path='{run_dir / LAST_CKPT}'"] if has_ckpt else ["skip_completed=true"]  # no checkpoint: over
+    return [*own, *given, f"resume='{run_dir}'", *start, f"hydra.run.dir='{run_dir}'"]
 
 
 def check_run_dir(argv: list[str]) -> None:
@@ -90,10 +103,21 @@ def check_run_dir(argv: list[str]) -> None:
         return
     previous = read_metrics(run_dir)
     if previous is not None:
-        raise RunExistsError(
-            f"{run_dir} already holds a run (status {previous.get('status')}); vaelab never "
-            f"overwrites a run: choose a new hydra.run.dir, or continue it with resume={run_dir}"
+        raise RunExistsError(existing_run_message(run_dir, previous))
+
+
+def continue_hint(output_dir: str, multirun: bool) -> str:
+    """The command that continues a job stopped by a signal: in a sweep, the sweep again with skip_completed;
+    otherwise resume= (which starts a run over when it stopped before training saved a checkpoint)."""
+    if multirun:
+        given = [a for a in sys.argv[1:] if _override_key(a) not in ("skip_completed", "hydra.sweep.dir") and a != "-m"]
+        sweep_dir = HydraConfig.get().sweep.dir
+        return (
+            f"finish the sweep with: vaelab-train -m {' '.join(given)} skip_completed=true hydra.sweep.dir={sweep_dir}"
         )
+    if (Path(output_dir) / LAST_CKPT).is_file():
+        return f"continue with: vaelab-train resume={output_dir}"
+    return f"nothing was trained yet; start it over with: vaelab-train resume={output_dir}"
 
 
 def null_group_override(argv: list[str]) -> str | None:
@@ -139,6 +163,97 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
     lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, tensorboard/)")
     return "\n".join(lines)
+
+
+def hydra_error_line(err: BaseException, argv: list[str]) -> str:
+    """Hydra's multi-line report of a composition error (an unknown key, a missing option, an unparsable
+    override) as one line; an unknown key of a vaelab class's group lists the keys that class accepts."""
+    text = str(err)
+    unknown = re.match(r"Could not override '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        arg = next((a for a in argv if _override_key(a) == key), key)
+        return f"{arg}: {_unknown_key_reason(key, arg, [a for a in argv if a != arg])}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = err.__cause__
+    if cause is not None and str(cause).strip() and not lines[-1].endswith(str(cause).strip().splitlines()[0]):
+        lines.append(str(cause).strip().splitlines()[0])
+    out: list[str] = []
+    for line in lines:  # "Available options in 'model':" then one option per line -> one list
+        if out and out[-1].endswith(":"):
+            out[-1] += " " + line
+        elif out and out[-1].rsplit(":", 1)[0].startswith("Available options") and ":" not in line:
+            out[-1] += ", " + line
+        elif line.startswith("Config search path"):
+            break
+        elif not line.startswith(("full_key:", "object_type=")):
+            out.append(line)
+    message = "; ".join(out)
+    if type(err).__name__ == "InstantiationException":
+        message += " (HYDRA_FULL_ERROR=1 shows the traceback)"
+    return message
+
+
+def _unknown_key_reason(key: str, arg: str, others: list[str]) -> str:
+    """Why `key` cannot be set: the keys its config node has (for vaelab's classes: the arguments they take)."""
+    from omegaconf import DictConfig, open_dict
+
+    from vaelab.config import compose_config
+    from vaelab.validation import check_arguments
+
+    parent, _, name = key.rpartition(".")
+    try:
+        cfg = compose_config([a for a in others if not a.startswith("-") and "," not in a])
+    except Exception:  # the rest of the command line does not compose either: Hydra's words
+        return f"the config has no key {key} (vaelab-train --cfg job prints the config)"
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return f"{parent} is not a group of keys"
+    if not parent:
+        keys = [k for k in cfg if k not in ("hydra",)]
+        return f"the config has no top-level key {key}; they are: {', '.join(keys)} (vaelab-train --help)"
+    try:
+        with open_dict(node):
+            node[name] = arg.partition("=")[2]
+        check_arguments(cfg, parent)
+    except ConfigError as err:
+        return str(err).partition(": ")[2]
+    keys = ", ".join(k for k in node if k != name and not str(k).startswith("_"))
+    return (
+        f"{parent} has no key {name}; its keys are: {keys} "
+        f"(+{key}=... adds an argument its class takes but the config does not list)"
+    )
+
+
+def run_reporting_errors(main: Callable[[], Any]) -> None:
+    """Checks and rewrites the command line (prepare_command_line), then runs Hydra's `main` so that its
+    composition errors (exit 2) and an interrupt before a job starts (exit 130) are one line on stderr;
+    HYDRA_FULL_ERROR=1 set by the user shows Hydra's traceback instead."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to here rather than printing them
+    try:
+        prepare_command_line()
+        main()
+    except KeyboardInterrupt:
+        multirun = "-m" in sys.argv or "--multirun" in sys.argv
+        print(
+            "vaelab-train: interrupted before a job started; "
+            + (
+                "finish the sweep by running it again with skip_completed=true hydra.sweep.dir=<its dir>"
+                if multirun
+                else "nothing was written: run the command again"
+            ),
+            file=sys.stderr,
+        )
+        sys.exit(128 + signal.SIGINT)
+    except (HydraException, OmegaConfBaseException) as err:
+        if tracebacks:
+            raise
+        print(f"vaelab-train: error: {hydra_error_line(err, sys.argv[1:])}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _sigterm_as_interrupt(signum: int, frame: Any) -> None:

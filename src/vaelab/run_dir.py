@@ -39,14 +39,23 @@ def decide(directory: str | os.PathLike, ckpt_path: str | None, skip_completed: 
     if skip_completed and status == "completed":
         return RunStart(previous, ckpt_path, skip=True)
     if ckpt_path is None and not skip_completed:
-        raise RunExistsError(
-            f"{run_dir} already holds a run (status {status}); vaelab never overwrites a run: choose a new "
-            f"hydra.run.dir, continue it with resume={run_dir}, or re-run a sweep's unfinished jobs with "
-            "skip_completed=true"
-        )
+        raise RunExistsError(existing_run_message(run_dir, previous))
     if ckpt_path is None and status in ("interrupted", "running") and (run_dir / LAST_CKPT).is_file():
         ckpt_path = str(run_dir / LAST_CKPT)  # skip_completed: the job continues where it stopped
     return RunStart(previous, ckpt_path, skip=False)
+
+
+def existing_run_message(directory: str | os.PathLike, previous: dict[str, Any]) -> str:
+    """Why a job may not start in `directory`, which holds the run `previous` (its metrics.json), and the one
+    action that works for a run in that state."""
+    status = previous.get("status")
+    if status == "completed":
+        action = "choose a new hydra.run.dir (in a sweep: skip_completed=true keeps completed jobs)"
+    elif status in ("interrupted", "running"):  # running: killed (kill -9, a node lost) without a word
+        action = f"continue it with: vaelab-train resume={directory}"
+    else:  # failed or diverged: there is nothing to continue
+        action = "fix the config and choose a new hydra.run.dir, or add skip_completed=true to start it over there"
+    return f"{directory} already holds a run (status {status}); vaelab never overwrites a run: {action}"
 
 
 def claim(directory: str | os.PathLike, start: RunStart, **fields: Any) -> RunRecord:

@@ -21,7 +21,21 @@ from pathlib import Path
 
 from vaelab.run_record import RUN_CONTROL_KEYS
 
-DEFAULT_METRICS = ("active_dims", "active_units", "mcc", "elbo", "recon_mse", "kl", "gamma", "wall_time_s")
+# train_time_s: wall_time_s less startup_s (imports, data, model: the first job of a sweep loads torch and
+# Lightning, the others find them loaded); runs written before startup_s was recorded show wall_time_s instead
+DEFAULT_METRICS = (
+    "active_dims",
+    "active_units",
+    "mcc",
+    "elbo",
+    "recon_mse",
+    "kl",
+    "gamma",
+    "train_time_s",
+    "startup_s",
+    "wall_time_s",
+)
+INTEGER_METRICS = ("active_dims", "active_units", "epochs", "steps")  # integer-valued per run: integer y ticks
 DEFAULT_IGNORE = ("seed",)
 PROBLEM_STATUSES = ("failed", "diverged", "interrupted", "running", "missing", "unreadable")
 
@@ -51,7 +65,11 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
 
 
 def _numeric(data: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """The numeric fields, and ``train_time_s`` (wall time less start-up) where both are recorded."""
+    numbers = {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if "wall_time_s" in numbers and "startup_s" in numbers:
+        numbers["train_time_s"] = numbers["wall_time_s"] - numbers["startup_s"]
+    return numbers
 
 
 def _read_run(path: Path, root: Path) -> RunResult:
@@ -96,7 +114,16 @@ def expected_grid(multirun_yaml: Path) -> list[dict[str, str]]:
     params += list(OmegaConf.select(cfg, "hydra.overrides.task") or [])
     overrides = OverridesParser.create().parse_overrides(params)
     (jobs,) = BasicSweeper.split_arguments(overrides, None)
-    return [parse_overrides(job) for job in jobs]
+    return [member for job in jobs for member in seed_members(parse_overrides(job))]
+
+
+def seed_members(job: dict[str, str]) -> list[dict[str, str]]:
+    """A job of ``seeds=[a,b]`` (seed-parallel training) as the runs it writes, one per seed with ``seed=<s>``;
+    any other job as itself."""
+    if "seeds" not in job:
+        return [job]
+    rest = {k: v for k, v in job.items() if k not in ("seeds", "seed")}
+    return [{**rest, "seed": s.strip()} for s in job["seeds"].strip("[]").split(",") if s.strip()]
 
 
 def load_runs(root: str | Path) -> list[RunResult]:
@@ -112,7 +139,8 @@ def load_runs(root: str | Path) -> list[RunResult]:
     for saved in sorted(root.rglob(".hydra/overrides.yaml")):
         job_dir = saved.parent.parent
         rel = str(job_dir.relative_to(root)) if job_dir != root else "."
-        if rel not in seen and not (job_dir / "multirun.yaml").exists():
+        members_present = any(_is_below(root / path, job_dir) for path in seen)  # seed-parallel: <job>/seed_<s>
+        if rel not in seen and not members_present and not (job_dir / "multirun.yaml").exists():
             runs.append(RunResult(rel, "missing", _hydra_overrides(job_dir) or {}, error="no metrics.json"))
     for multirun in sorted(root.rglob("multirun.yaml")):
         sweep_dir = multirun.parent
@@ -235,6 +263,8 @@ def summarize(
     available = list(dict.fromkeys(k for r in completed for k in r.metrics))
     if metrics is None:
         metrics = [m for m in DEFAULT_METRICS if m in available]
+        if "train_time_s" in metrics:  # reported as training time and start-up apart
+            metrics.remove("wall_time_s")
     else:
         unknown = [m for m in metrics if m not in available and completed]
         if unknown:
@@ -311,12 +341,14 @@ def write(summary: Summary, out_dir: str | Path) -> list[Path]:
 
 def plot(summary: Summary, out_dir: str | Path, x: str | None = None) -> list[Path]:
     """One PNG per metric: mean ± std against the swept key `x` (default: the first group key), one series per
-    combination of the other group keys; a numeric x gives lines, a categorical one bars. active_dims against
-    a manifold dimension gets the y = x line."""
+    combination of the other group keys; a numeric x gives lines, a categorical one bars. Each point is labelled
+    with n, the completed runs it averages; an integer key and an integer metric get integer ticks. active_dims
+    against a manifold dimension gets the y = x line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not summary.group_keys:
         raise ValueError("nothing to plot against: the runs share all their overrides (apart from the seed)")
@@ -330,6 +362,7 @@ def plot(summary: Summary, out_dir: str | Path, x: str | None = None) -> list[Pa
         series.setdefault(label, []).append(row)
     xs_all = [row[x] for row in summary.rows]
     numeric = all(_sort_key(v)[0] == 0 for v in xs_all)
+    integer_x = numeric and all(float(v).is_integer() for v in xs_all)
     categories = sorted(set(xs_all), key=_sort_key)
     paths = []
     for metric in summary.metrics:
@@ -339,19 +372,43 @@ def plot(summary: Summary, out_dir: str | Path, x: str | None = None) -> list[Pa
             ys = [r[f"{metric}_mean"] for r in rows]
             err = [0.0 if math.isnan(r[f"{metric}_std"]) else r[f"{metric}_std"] for r in rows]
             if numeric:
-                ax.errorbar([float(r[x]) for r in rows], ys, yerr=err, marker="o", capsize=3, label=label)
+                pos = [float(r[x]) for r in rows]
+                ax.errorbar(pos, ys, yerr=err, marker="o", capsize=3, label=label)
             else:
                 width = 0.8 / len(series)
                 pos = [categories.index(r[x]) + (i - (len(series) - 1) / 2) * width for r in rows]
                 ax.bar(pos, ys, width, yerr=err, capsize=3, label=label)
+            for px, y, e, r in zip(pos, ys, err, rows, strict=True):  # how many runs each point averages
+                if math.isfinite(y):
+                    ax.annotate(
+                        f"n={r[f'{metric}_n']}",
+                        (px, y + e),
+                        textcoords="offset points",
+                        xytext=(0, 3),
+                        ha="center",
+                        fontsize=6,
+                    )
         if not numeric:
             ax.set_xticks(range(len(categories)), categories, rotation=20)
-        elif metric == "active_dims" and x.endswith("manifold_dim"):
+        elif integer_x:  # an integer key (a dimension, a seed count): ticks at integers only
+            values = sorted({int(float(v)) for v in xs_all})
+            if len(values) <= 12:
+                ax.set_xticks(values)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(y=0.12)  # room for the n= labels
+        if metric in INTEGER_METRICS:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            lo, hi = ax.get_ylim()
+            if hi - lo < 2:  # e.g. every point at 0: at least one integer step either side
+                mid = round((lo + hi) / 2)
+                ax.set_ylim(min(lo, mid - 1), max(hi, mid + 1))
+        if metric == "active_dims" and numeric and x.endswith("manifold_dim"):
             lo, hi = min(map(float, xs_all)), max(map(float, xs_all))
             ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
-        if any(label for label in series) or (numeric and metric == "active_dims"):
+        if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"{metric}_vs_{x.replace('/', '_')}.png"

@@ -40,9 +40,23 @@ def missing_plugin(argv: Sequence[str]) -> str | None:
     return None
 
 
+def refused_jobs(sweep_dir: Path) -> list[Path]:
+    """The job directories of `sweep_dir` whose job, in the sweep just run, found a run already there and was
+    refused: Hydra wrote the job's ``.hydra/overrides.yaml`` after the run's metrics.json was last written (a
+    job that runs writes its metrics.json afterwards). Both times come from one file system's clock."""
+    refused = []
+    for metrics in sorted(sweep_dir.glob("*/metrics.json")):
+        saved = metrics.parent / ".hydra" / "overrides.yaml"
+        if saved.is_file() and saved.stat().st_mtime_ns > metrics.stat().st_mtime_ns:
+            refused.append(metrics.parent)
+    return refused
+
+
 class SweepReport(Callback):
     """At the end of a multirun: writes summary.csv/md (``vaelab-summarize``) into the sweep directory, prints
-    it, and exits with code 1 when any job did not complete (their results are kept; they are listed)."""
+    it, and exits with code 1 and one line on stderr when any job did not complete (their results are kept;
+    they are listed) or was refused because its directory already held a run (a sweep re-run into its own
+    directory without skip_completed=true)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from vaelab.summarize import summarize_dir
@@ -56,10 +70,19 @@ class SweepReport(Callback):
         print(summary.markdown())
         print(f"summary: {sweep_dir}/summary.md (vaelab-summarize {sweep_dir} --plot for figures)")
         problems = summary.problems()
-        if problems:
-            print(
-                f"vaelab-train: {len(problems)} of {len(summary.runs)} jobs did not complete (listed above); "
-                "the other jobs' results are kept",
-                file=sys.stderr,
+        refused = [] if config.get("skip_completed") else refused_jobs(sweep_dir)
+        said = []
+        if refused:
+            said.append(
+                f"{len(refused)} of {len(summary.runs)} jobs were refused: their directories already hold runs, "
+                "which vaelab never overwrites; run the sweep again with skip_completed=true to keep "
+                "the completed jobs and run or continue only the others (or choose a new hydra.sweep.dir)"
             )
+        if problems:
+            said.append(
+                f"{len(problems)} of {len(summary.runs)} jobs did not complete (listed above); "
+                "the other jobs' results are kept"
+            )
+        if said:
+            print("vaelab-train: " + "; ".join(said), file=sys.stderr)
             sys.exit(1)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,13 @@ from omegaconf import DictConfig
 
 import vaelab.config  # noqa: F401  (registers the job-folder resolver used by conf/hydra)
 from vaelab import run_dir
-from vaelab.cli import format_summary, job_label, overrides, prepare_command_line
+from vaelab.cli import (
+    continue_hint,
+    format_summary,
+    job_label,
+    overrides,
+    run_reporting_errors,
+)
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.loggers import report_final
 from vaelab.restarts import fit_restarts
@@ -181,6 +189,8 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
         **{f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()},
     )
     check_checkpoint(ckpt_path)
+    if "startup_s" not in record.data:  # imports, data and model: reported apart from wall_time_s
+        record.update(startup_s=round(time.perf_counter() - record.start, 3))
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
 
@@ -197,6 +207,7 @@ def _model_sizes(model: Any) -> dict[str, Any]:
 def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
     """Trains (one initialisation, or ``restarts`` of them), tests the final weights, reports to the loggers;
     returns the metrics.json fields. DivergenceError when a final metric is not finite."""
+    check_config(cfg)  # before torch and Lightning load: a config error is reported in about a second
     check_run_options(cfg, ckpt_path)
     if int(cfg.get("restarts", 1)) > 1:
         run, diagnostics, restart_fields = fit_restarts(cfg, record, _fit)
@@ -227,24 +238,28 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
 
 @hydra.main(version_base="1.3", config_path="pkg://vaelab.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """One job. Single runs: a config/data error is one line and exit code 2. In a multirun every error is
-    recorded in the job's metrics.json, reported in one line, and the job returns NaN, so the other jobs run
-    (and an Optuna sweeper marks the trial failed); the sweep's end report lists the failures. An interrupted
-    job (SIGINT/SIGTERM) stops the whole process, after saving its checkpoint, with exit code 128 + signal."""
+    """One job. Single runs: a config/data error is one line and exit code 2, a diverged run one line and exit
+    code 1. In a multirun every error is recorded in the job's metrics.json, reported in one line, and the job
+    returns NaN, so the other jobs run (and an Optuna sweeper marks the trial failed); the sweep's end report
+    lists the failures. An interrupted job (SIGINT/SIGTERM) stops the whole process, after saving its
+    checkpoint, with exit code 128 + signal; the message names the command that continues it."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    output_dir = cfg.paths.output_dir
     try:
         result = train(cfg)
     except RunInterrupted as err:
-        print(
-            f"vaelab-train: interrupted: {err}; continue with: vaelab-train resume={cfg.paths.output_dir}"
-            + (" (or re-run the sweep with skip_completed=true hydra.sweep.dir=...)" if multirun else ""),
-            file=sys.stderr,
-        )
+        print(f"vaelab-train: interrupted: {err}; {continue_hint(output_dir, multirun)}", file=sys.stderr)
         if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
             return math.nan
         sys.exit(128 + err.signum)
+    except KeyboardInterrupt:  # before training (LastCheckpoint turns one during training into RunInterrupted)
+        print(
+            f"vaelab-train: interrupted during start-up, before training; {continue_hint(output_dir, multirun)}",
+            file=sys.stderr,
+        )
+        sys.exit(128 + signal.SIGINT)
     except (ConfigError, DataError) as err:
-        where = "" if isinstance(err, RunExistsError) else f" [recorded in {cfg.paths.output_dir}/metrics.json]"
+        where = "" if isinstance(err, RunExistsError) else f" [recorded in {output_dir}/metrics.json]"
         if multirun:
             log.error("vaelab-train: %s failed: %s%s", job_label(), err, where)
             return math.nan
@@ -252,14 +267,17 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     except Exception as err:
         if not multirun:
-            raise
+            if not isinstance(err, DivergenceError):
+                raise  # a bug: its traceback
+            print(f"vaelab-train: diverged: {err} [recorded in {output_dir}/metrics.json]", file=sys.stderr)
+            sys.exit(1)
         log.error(
             "vaelab-train: %s %s: %s: %s [%s]",
             job_label(),
             "diverged" if isinstance(err, DivergenceError) else "failed",
             type(err).__name__,
             err,
-            cfg.paths.output_dir,
+            output_dir,
         )
         return math.nan
     if is_rank_zero():
@@ -269,9 +287,10 @@ def main(cfg: DictConfig) -> float:
 
 
 def cli() -> None:
-    """The ``vaelab-train`` console script: the command line checked and rewritten (vaelab.cli), then ``main``."""
-    prepare_command_line()
-    main()
+    """The ``vaelab-train`` console script: the command line checked and rewritten (vaelab.cli), then ``main``;
+    Hydra's own errors (an unknown key, a missing option) and an interrupt before a job starts are one line,
+    with exit codes 2 and 130 (HYDRA_FULL_ERROR=1 shows Hydra's tracebacks instead)."""
+    run_reporting_errors(main)  # vaelab.cli.prepare_command_line first
 
 
 if __name__ == "__main__":
