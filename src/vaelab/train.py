@@ -246,7 +246,7 @@ def main(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     output_dir = cfg.paths.output_dir
     try:
-        result = train(cfg)
+        results = train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
     except RunInterrupted as err:
         print(f"vaelab-train: interrupted: {err}; {continue_hint(output_dir, multirun)}", file=sys.stderr)
         if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
@@ -259,7 +259,8 @@ def main(cfg: DictConfig) -> float:
         )
         sys.exit(128 + signal.SIGINT)
     except (ConfigError, DataError) as err:
-        where = "" if isinstance(err, RunExistsError) else f" [recorded in {output_dir}/metrics.json]"
+        recorded = not isinstance(err, RunExistsError) and Path(output_dir, "metrics.json").is_file()
+        where = f" [recorded in {output_dir}/metrics.json]" if recorded else ""
         if multirun:
             log.error("vaelab-train: %s failed: %s%s", job_label(), err, where)
             return math.nan
@@ -281,9 +282,24 @@ def main(cfg: DictConfig) -> float:
         )
         return math.nan
     if is_rank_zero():
-        print(format_summary(result))
-    value = result.get(cfg.optimized_metric)
-    return float(value) if isinstance(value, (int, float)) else math.nan
+        print("\n".join(format_summary(r) if r.get("status") == "completed" else member_line(r) for r in results))
+    values = [r.get(cfg.optimized_metric) for r in results if r.get("status") == "completed"]
+    values = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(values) / len(values) if len(values) == len(results) else math.nan
+
+
+def member_line(result: dict[str, Any]) -> str:
+    """One line for a seed-parallel member that did not complete (it diverged alone; the others went on)."""
+    seed, status, error, where = (result.get(k, "") for k in ("seed", "status", "error", "run_dir"))
+    return f"vaelab: seed {seed}: {status}: {error} [{where}]"
+
+
+def train_members(cfg: DictConfig) -> list[dict[str, Any]]:
+    """``seeds=[...]``: the seeds trained in one process as one stacked model (vaelab.seed_parallel), each in its
+    own run directory ``<run dir>/seed_<s>/``; returns their metrics.json contents in seed order."""
+    from vaelab.seed_parallel import train_seeds
+
+    return train_seeds(cfg, list(cfg.seeds), overrides=overrides())
 
 
 def cli() -> None:
