@@ -327,8 +327,9 @@ def test_absurd_learning_rate_diverges_at_once_and_keeps_a_loadable_checkpoint(m
 def test_gamma_at_its_floor_is_reported(make_cfg, caplog):
     result = train(make_cfg(*SHORT, "trainer.max_epochs=5", "model.log_gamma_init=-12", "model.gamma_floor=1e-3"))
     assert result["status"] == "completed" and result["gamma_at_floor"] == 1
-    assert result["gamma_floor_reached_at_step"] == 50  # the first log step (trainer.log_every_n_steps)
-    assert "gamma reached model.gamma_floor at step 50" in caplog.text
+    # the first log step: trainer.log_every_n_steps (50), at most one epoch (12 steps here)
+    assert result["gamma_floor_reached_at_step"] == 12
+    assert "gamma reached model.gamma_floor at step 12" in caplog.text
     assert "warning: gamma reached model.gamma_floor" in format_summary(result)
 
 
