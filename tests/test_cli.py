@@ -66,3 +66,25 @@ def test_help_gives_a_meaning_for_every_config_group_and_top_level_key():
     keys = list(compose_config([]))
     for name in [*groups, *keys, "hydra/launcher"]:
         assert re.search(rf"^  {re.escape(name)}  +\S", proc.stdout, re.MULTILINE), f"--help has no line for {name}"
+
+
+def test_the_summary_prints_every_final_metric_the_run_computed():
+    from vaelab.cli import format_summary
+
+    result = {
+        "status": "completed",
+        "wall_time_s": 3.0,
+        "active_dims": 2,
+        "active_units": 2,
+        "per_dim_encoder_var": [1e-4, 1.0],
+        "mcc": 0.912,
+        "mi": 4.5,
+        "iw_nll": 88.1,
+        "probe_accuracy": 0.93,
+        "group_active_dims": [2, 3],
+        "run_dir": "x",
+    }
+    summary = format_summary(result)
+    for text in ("mcc = 0.912", "mi = 4.5 nats", "iw_nll = 88.1 nats", "probe_accuracy = 0.93", "[2, 3]"):
+        assert text in summary
+    assert "mcc" not in format_summary({k: v for k, v in result.items() if k != "mcc"})

@@ -142,6 +142,15 @@ def null_group_override(argv: list[str]) -> str | None:
     return None
 
 
+FINAL_METRICS = (  # the evaluators' final numbers beyond the first lines, as metrics.json names them
+    ("mcc", ""),
+    ("mi", " nats"),
+    ("iw_nll", " nats"),
+    ("iw_ppl", ""),
+    ("probe_accuracy", ""),
+)
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """A few lines for the terminal after a completed run: active dims, gamma, reconstruction error, where the
     files are."""
@@ -157,6 +166,11 @@ def format_summary(result: dict[str, Any]) -> str:
         f"  {numbers}",
         "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"])),
     ]
+    evaluated = "   ".join(f"{k} = {result[k]:.4g}{unit}" for k, unit in FINAL_METRICS if k in result)
+    if "group_active_dims" in result:
+        evaluated = f"group_active_dims = {result['group_active_dims']}   " + evaluated
+    if evaluated:
+        lines.append(f"  {evaluated.rstrip()}")
     if "converged" in result:
         lines.append(f"  converged: {'yes' if result['converged'] else 'NO'} ({result['convergence']['reason']})")
     if result.get("gamma_at_floor"):
