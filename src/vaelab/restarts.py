@@ -49,12 +49,7 @@ def fit_restarts(
             record.update(restarts=attempts)
             log.warning("vaelab: restart %d/%d diverged: %s", index + 1, cfg.restarts, err)
             continue
-        last = diagnostics.history[-1]
-        attempt.update(
-            val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"], epochs=run.trainer.current_epoch
-        )
-        if run.convergence is not None:
-            attempt["converged"] = run.convergence.verdict(diagnostics.history, run.module)["converged"]
+        attempt |= trained_fields(diagnostics, run.convergence, run.module, run.trainer.current_epoch)
         attempts.append(attempt)
         trained.append((run, diagnostics, attempt))
         record.update(restarts=attempts)
@@ -67,13 +62,25 @@ def fit_restarts(
         )
     if not trained:
         raise DivergenceError(f"all restarts={cfg.restarts} initialisations diverged; see restarts/<i>/metrics.json")
-    run, diagnostics, kept = max(trained, key=lambda t: (bool(t[2].get("converged")), t[2]["val_elbo"]))
-    return (
-        run,
-        diagnostics,
-        {
-            "restarts": attempts,
-            "restart_kept": kept["restart"],
-            "restart_kept_dir": str(Path("restarts") / str(kept["restart"])),
-        },
-    )
+    run, diagnostics, kept = max(trained, key=lambda t: preference(t[2]))
+    return run, diagnostics, restart_fields(attempts, kept["restart"])
+
+
+def trained_fields(diagnostics: Any, convergence: Any, module: Any, epochs: int) -> dict[str, Any]:
+    """A trained restart's entry in ``restarts``: the last validation ELBO and active dims, its epochs and (with
+    a Convergence callback) whether it converged."""
+    last = diagnostics.history[-1]
+    fields = {"val_elbo": -last["neg_elbo"], "val_active_dims": last["active_dims"], "epochs": epochs}
+    if convergence is not None:
+        fields["converged"] = convergence.verdict(diagnostics.history, module)["converged"]
+    return fields
+
+
+def preference(attempt: dict[str, Any]) -> tuple[bool, float]:
+    """The order in which restarts are kept: converged ones first, then the best validation ELBO."""
+    return bool(attempt.get("converged")), attempt["val_elbo"]
+
+
+def restart_fields(attempts: list[dict[str, Any]], kept: int) -> dict[str, Any]:
+    """The metrics.json fields describing all K restarts and the one kept."""
+    return {"restarts": attempts, "restart_kept": kept, "restart_kept_dir": str(Path("restarts") / str(kept))}

@@ -12,8 +12,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from vaelab.errors import DivergenceError, RunInterrupted
 
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 # overrides that say how to run a job, not what it computes: not recorded, not in job directory names, not
@@ -85,3 +89,33 @@ class RunRecord:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_jsonable(self.data), indent=2, allow_nan=False) + "\n")
         os.replace(tmp, self.path)
+
+
+@contextmanager
+def recording_failures(*records: RunRecord) -> Iterator[None]:
+    """Records in every one of `records` how the block ended when it raised (``diverged`` with the divergence's
+    details, ``interrupted``, ``failed``), then re-raises: a metrics.json says what happened, whatever it was."""
+    try:
+        yield
+    except DivergenceError as err:
+        for record in records:
+            record.finish("diverged", error=str(err), **err.details)
+        raise
+    except RunInterrupted as err:
+        for record in records:
+            record.finish(
+                "interrupted",
+                error=str(err),
+                checkpoint=err.checkpoint,
+                interrupted_at_epoch=err.epoch,
+                interrupted_at_step=err.step,
+            )
+        raise
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C reaches here as Lightning's SystemExit
+        for record in records:
+            record.finish("interrupted", error=type(err).__name__)
+        raise
+    except Exception as err:
+        for record in records:
+            record.finish("failed", error=f"{type(err).__name__}: {err}")
+        raise

@@ -37,7 +37,7 @@ from vaelab.cli import (
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.loggers import report_final
 from vaelab.restarts import fit_restarts
-from vaelab.run_record import RunRecord, is_rank_zero
+from vaelab.run_record import RunRecord, is_rank_zero, recording_failures
 from vaelab.validation import check_checkpoint, check_config, check_run_options, choice, probe_optimizer
 
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
@@ -67,27 +67,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record = run_dir.claim(
         directory, start, name=cfg.name, seed=cfg.seed, overrides=overrides(), run_dir=str(directory)
     )
-    ckpt_path = start.ckpt_path
-    try:
-        return record.finish("completed", **_fit_and_test(cfg, record, ckpt_path))
-    except DivergenceError as err:
-        record.finish("diverged", error=str(err), **err.details)
-        raise
-    except RunInterrupted as err:
-        record.finish(
-            "interrupted",
-            error=str(err),
-            checkpoint=err.checkpoint,
-            interrupted_at_epoch=err.epoch,
-            interrupted_at_step=err.step,
-        )
-        raise
-    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C reaches here as Lightning's SystemExit
-        record.finish("interrupted", error=type(err).__name__)
-        raise
-    except Exception as err:
-        record.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
+    with recording_failures(record):
+        return record.finish("completed", **_fit_and_test(cfg, record, start.ckpt_path))
 
 
 @dataclass
@@ -182,12 +163,7 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
-    record.update(
-        data=run.datamodule.spec.name,
-        model=type(run.model).__name__,
-        **_model_sizes(run.model),
-        **{f"true_{k}": v for k, v in run.datamodule.spec.ground_truth.items()},
-    )
+    record.update(**run_fields(run))
     check_checkpoint(ckpt_path)
     if "startup_s" not in record.data:  # imports, data and model: reported apart from wall_time_s
         record.update(startup_s=round(time.perf_counter() - record.start, 3))
@@ -195,13 +171,43 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     return run, diagnostics
 
 
-def _model_sizes(model: Any) -> dict[str, Any]:
-    """The sizes a model resolved from the data (``latent_dim``, the iVAE's ``prior_mean``), for metrics.json."""
+def run_fields(run: Run) -> dict[str, Any]:
+    """What a run's metrics.json says of its data and model once they are built: the data's name and ground
+    truth (``true_<key>``), the model's class and the sizes it resolved from the data (``model_latent_dim``, the
+    iVAE's ``model_prior_mean``)."""
+    model, spec = run.model, run.datamodule.spec
     inner = getattr(model, "base", model)  # SA-VAE wraps the model it refines
-    sizes = {"model_latent_dim": getattr(model, "latent_dim", None)}
+    fields = {"data": spec.name, "model": type(model).__name__}
+    if getattr(model, "latent_dim", None) is not None:
+        fields["model_latent_dim"] = model.latent_dim
     if hasattr(inner, "prior_mean"):
-        sizes["model_prior_mean"] = bool(inner.prior_mean)
-    return {k: v for k, v in sizes.items() if v is not None}
+        fields["model_prior_mean"] = bool(inner.prior_mean)
+    return fields | {f"true_{k}": v for k, v in spec.ground_truth.items()}
+
+
+def final_metrics(
+    trainer: Any, module: Any, diagnostics: Any, convergence: Any, gamma_floor_step: int | None
+) -> dict[str, Any]:
+    """The metrics.json fields of a trained model: the test split's diagnostics on the final weights, the
+    training length, when gamma reached its floor and (with a Convergence callback) the verdict."""
+    metrics = {
+        **diagnostics.run(trainer, module, "test"),
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "gamma_floor_reached_at_step": gamma_floor_step,
+    }
+    if convergence is not None:
+        metrics.update(convergence.verdict(diagnostics.history, module))
+    return metrics
+
+
+def final_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """``final/<key>``: every number of `metrics` (and the converged flag) as a float, for the loggers."""
+    return {
+        f"final/{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
+    }
 
 
 def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
@@ -215,20 +221,9 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
         run, diagnostics = _fit(cfg, record, ckpt_path)
         restart_fields = {}
     trainer = run.trainer
-    metrics = {
-        **diagnostics.run(trainer, run.module, "test"),  # on the final weights
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "gamma_floor_reached_at_step": run.module.gamma_floor_step,
-        **restart_fields,
-    }
-    if run.convergence is not None:
-        metrics.update(run.convergence.verdict(diagnostics.history, run.module))
-    final = {
-        f"final/{k}": float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
-    }
+    metrics = final_metrics(trainer, run.module, diagnostics, run.convergence, run.module.gamma_floor_step)
+    metrics |= restart_fields
+    final = final_scalars(metrics)
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
         raise DivergenceError(f"non-finite final metrics {bad} after {trainer.global_step} steps")

@@ -18,11 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vaelab.errors import ConfigError
+from vaelab.restarts import RESTART_SEED_STRIDE
 from vaelab.schedules import takes_total_steps
 
 PROBE_TOTAL_STEPS = 1000  # the run length a scheduler is probed with (the real one is known inside trainer.fit)
 MAX_SEED = 2**32 - 1  # numpy's (and so Lightning's seed_everything's) largest seed
-RESTART_SEED_STEP = 100003  # restart i trains with seed + i x RESTART_SEED_STEP (vaelab.restarts)
 # the config groups whose vaelab class is checked (its arguments and their types) before torch loads
 CHECKED_GROUPS = ("data", "model", "inference", "kl_warmup")
 SCALAR_TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
@@ -83,12 +83,12 @@ def check_config(cfg: DictConfig) -> None:
 def check_seed(cfg: DictConfig) -> None:
     """``seed`` (and every restart's seed) must be an integer numpy accepts."""
     seed, restarts = cfg.get("seed"), cfg.get("restarts", 1)
-    last = seed + (restarts - 1) * RESTART_SEED_STEP if isinstance(restarts, int) and restarts > 1 else seed
+    last = seed + (restarts - 1) * RESTART_SEED_STRIDE if isinstance(restarts, int) and restarts > 1 else seed
     if not isinstance(seed, int) or isinstance(seed, bool) or not (0 <= seed and last <= MAX_SEED):
         raise ConfigError(
             f"seed={seed!r} must be an integer in 0..{MAX_SEED}"
             + (
-                f" (with restarts={restarts}: 0..{MAX_SEED - (restarts - 1) * RESTART_SEED_STEP})"
+                f" (with restarts={restarts}: 0..{MAX_SEED - (restarts - 1) * RESTART_SEED_STRIDE})"
                 if last != seed
                 else ""
             )

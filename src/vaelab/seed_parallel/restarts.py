@@ -13,11 +13,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from vaelab.errors import DivergenceError
-from vaelab.restarts import RESTART_SEED_STRIDE
+from vaelab.restarts import RESTART_SEED_STRIDE, preference, restart_fields, trained_fields
 from vaelab.run_record import RunRecord
 from vaelab.seed_parallel.members import Member, build_member
-from vaelab.seed_parallel.runs import model_sizes
 from vaelab.seed_parallel.training import SeedParallelLoop
+from vaelab.train import run_fields
 
 log = logging.getLogger("vaelab")
 
@@ -32,13 +32,7 @@ def fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Any, Any, dict[str
         seed = int(cfg.seed) + index * RESTART_SEED_STRIDE
         directory = Path(cfg.paths.output_dir) / "restarts" / str(index)
         members.append(build_member(cfg, seed, directory, data_from=members[0] if members else None))
-    first = members[0].run
-    record.update(
-        data=first.datamodule.spec.name,
-        model=type(first.model).__name__,
-        **model_sizes(first.model),
-        **{f"true_{k}": v for k, v in first.datamodule.spec.ground_truth.items()},
-    )
+    record.update(**run_fields(members[0].run))
     loop = SeedParallelLoop(members)
     loop.fit()
     attempts, trained = [], []
@@ -48,26 +42,15 @@ def fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Any, Any, dict[str
             attempts.append({**attempt, "diverged": member.divergence["error"]})
             log.warning("vaelab: restart %d/%d diverged: %s", index + 1, len(members), member.divergence["error"])
             continue
-        last = member.diagnostics.history[-1]
-        attempt.update(
-            val_elbo=-last["neg_elbo"], val_active_dims=last["active_dims"], epochs=member.view.current_epoch
-        )
-        if member.convergence is not None:
-            attempt["converged"] = member.convergence.verdict(member.diagnostics.history, member.run.module)[
-                "converged"
-            ]
+        attempt |= trained_fields(member.diagnostics, member.convergence, member.run.module, member.view.current_epoch)
         attempts.append(attempt)
         trained.append((index, attempt))
     record.update(restarts=attempts)
     if not trained:
         raise DivergenceError(f"all restarts={cfg.restarts} initialisations diverged; see metrics.json restarts")
-    kept, _ = max(trained, key=lambda t: (bool(t[1].get("converged")), t[1]["val_elbo"]))
+    kept, _ = max(trained, key=lambda t: preference(t[1]))
     member = members[kept]
     loop.unstack(kept)  # into member.run.model, which member.run.module evaluates
     member.run.module.gamma_floor_step = member.gamma_floor_step
     run = dataclasses.replace(member.run, trainer=member.view)
-    return (
-        run,
-        member.diagnostics,
-        {"restarts": attempts, "restart_kept": kept, "restart_kept_dir": str(Path("restarts") / str(kept))},
-    )
+    return run, member.diagnostics, restart_fields(attempts, kept)

@@ -21,11 +21,12 @@ import torch
 from omegaconf import DictConfig
 
 from vaelab import run_dir
-from vaelab.errors import ConfigError, RunInterrupted
-from vaelab.run_record import RunRecord
+from vaelab.errors import ConfigError
+from vaelab.run_record import RunRecord, recording_failures
 from vaelab.seed_parallel import checkpoint
 from vaelab.seed_parallel.members import Member, build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
+from vaelab.train import final_metrics, final_scalars, run_fields
 
 CHECKPOINT = Path("checkpoints") / "model.ckpt"
 log = logging.getLogger("vaelab")
@@ -151,41 +152,10 @@ def _train(loop: SeedParallelLoop, records: list[RunRecord], checkpoint_path: Pa
     """Trains the members (saving the loop's state to `checkpoint_path`) and finishes each one's metrics.json;
     an interruption or an error that stops the whole loop is recorded in every member's and raised."""
     for member, record in zip(loop.members, records, strict=True):
-        record.update(
-            data=member.run.datamodule.spec.name,
-            model=type(member.run.model).__name__,
-            **model_sizes(member.run.model),
-            **{f"true_{k}": v for k, v in member.run.datamodule.spec.ground_truth.items()},
-        )
-    try:
+        record.update(**run_fields(member.run))
+    with recording_failures(*records):
         loop.fit(checkpoint_path)
-    except RunInterrupted as err:
-        for record in records:
-            record.finish(
-                "interrupted",
-                error=str(err),
-                checkpoint=err.checkpoint,
-                interrupted_at_epoch=err.epoch,
-                interrupted_at_step=err.step,
-            )
-        raise
-    except (KeyboardInterrupt, SystemExit) as err:
-        for record in records:
-            record.finish("interrupted", error=type(err).__name__)
-        raise
-    except Exception as err:
-        for record in records:
-            record.finish("failed", error=f"{type(err).__name__}: {err}")
-        raise
     return [_finish(loop, s, record) for s, record in enumerate(records)]
-
-
-def model_sizes(model: Any) -> dict[str, Any]:
-    """The sizes the model resolved from the data, as a single run records them."""
-    sizes = {"model_latent_dim": model.latent_dim}
-    if hasattr(model, "prior_mean"):
-        sizes["model_prior_mean"] = bool(model.prior_mean)
-    return sizes
 
 
 def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]:
@@ -198,16 +168,15 @@ def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]
         return record.finish("diverged", **member.divergence)
     try:
         loop.unstack(s)  # into member.run.model, which member.run.module evaluates
-        metrics = final_metrics(member)
+        view = member.view
+        metrics = final_metrics(
+            view, member.run.module, member.diagnostics, member.convergence, member.gamma_floor_step
+        )
         save_checkpoint(member, loop)
     except Exception as err:
         log.error("vaelab: seed %d failed: %s: %s", member.seed, type(err).__name__, err)
         return record.finish("failed", error=f"{type(err).__name__}: {err}")
-    final = {
-        f"final/{k}": float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
-    }
+    final = final_scalars(metrics)
     bad = [k for k, v in final.items() if not math.isfinite(v)]
     if bad:
         return record.finish(
@@ -217,21 +186,6 @@ def _finish(loop: SeedParallelLoop, s: int, record: RunRecord) -> dict[str, Any]
 
     report_final(member.view, member.cfg, final)
     return record.finish("completed", **metrics)
-
-
-def final_metrics(member: Member) -> dict[str, Any]:
-    """The test-split diagnostics, training length and convergence verdict of ``vaelab.train``'s metrics.json,
-    for a member whose final weights are in ``member.run.model``."""
-    view = member.view
-    metrics = {
-        **member.diagnostics.run(view, member.run.module, "test"),
-        "epochs": view.current_epoch,
-        "steps": view.global_step,
-        "gamma_floor_reached_at_step": member.gamma_floor_step,
-    }
-    if member.convergence is not None:
-        metrics.update(member.convergence.verdict(member.diagnostics.history, member.run.module))
-    return metrics
 
 
 def save_checkpoint(member: Member, loop: SeedParallelLoop) -> Path:
