@@ -194,8 +194,12 @@ def test_weighted_objective_pairs_points_within_their_own_member(make_cfg):
     z, mean, logvar = torch.randn(2 * 8, 5), torch.randn(2 * 8, 5), torch.randn(2 * 8, 5)
     recon = torch.rand(2, 8)
     from vaelab.models.gaussian import DiagonalGaussian
+    from vaelab.models.ivae import weighted_objective
 
-    both = member_loss.weighted_objective(model, z, DiagonalGaussian(mean, logvar), None, recon)
+    posterior = member_loss.member_folded(DiagonalGaussian(mean, logvar), 2)
+    log_q_zx = DiagonalGaussian(mean, logvar).log_prob(z).view(2, 8)
+    both = weighted_objective(model.objective_weights, model.beta, z.view(2, 8, 5), posterior, None, recon, log_q_zx)
+    assert both.shape == (2,)
     for s in range(2):
         rows = slice(8 * s, 8 * s + 8)
         own = model._weighted_objective(z[rows], DiagonalGaussian(mean[rows], logvar[rows]), None, recon[s])

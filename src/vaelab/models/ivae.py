@@ -81,6 +81,36 @@ def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> to
     return -0.5 * (LOG_2PI + logvar + (z - mean).square() / logvar.exp())
 
 
+def weighted_objective(
+    weights: Sequence[float],
+    beta: float,
+    z: torch.Tensor,
+    posterior: DiagonalGaussian,
+    prior: DiagonalGaussian | None,
+    recon_nll: torch.Tensor,
+    log_q_zx: torch.Tensor,
+) -> torch.Tensor:
+    """The reference iVAE's a/b/c/d objective (b, c, d the three parts of the KL, scaled by beta) on one sample
+    per point, averaged over the batch. z and the posterior/prior parameters (..., B, k); recon_nll and log_q_zx
+    = log q(z | x, u) (..., B); returns shape (...). The minibatch-weighted estimates of q(z) and q(z_i) pair
+    each point with the points of its own batch (the same leading index): the seed-parallel loss passes
+    (S, B, k) for S members at once."""
+    a, b, c, d = weights
+    b, c, d = beta * b, beta * c, beta * d
+    batch_size = z.shape[-2]
+    # log q(z_i | x_j, u_j) for every pair (i, j) of a batch: (..., B, B, k)
+    pairwise = _log_normal(z.unsqueeze(-2), posterior.mean.unsqueeze(-3), posterior.logvar.unsqueeze(-3))
+    log_q_z = torch.logsumexp(pairwise.sum(-1), dim=-1) - math.log(batch_size)
+    log_q_zi = (torch.logsumexp(pairwise, dim=-2) - math.log(batch_size)).sum(-1)
+    log_p_z = (
+        _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        if prior is None
+        else _log_normal(z, prior.mean, prior.logvar)
+    ).sum(-1)
+    objective = -a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi) - d * (log_q_zi - log_p_z)
+    return -objective.mean(-1)
+
+
 class IdentifiableVAE(LatentVariableModel):
     """x (B, d) and u (B, aux_dim) -> q(z|x[,u]) over latent_dim dims -> x_hat = f(z) (B, d)."""
 
@@ -189,21 +219,9 @@ class IdentifiableVAE(LatentVariableModel):
         self, z: torch.Tensor, posterior: DiagonalGaussian, prior: DiagonalGaussian | None, recon_nll: torch.Tensor
     ) -> torch.Tensor:
         """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch."""
-        a, b, c, d = self.objective_weights
-        b, c, d = self.beta * b, self.beta * c, self.beta * d  # the three parts of the KL
-        batch_size = z.shape[0]
-        log_q_zx = posterior.log_prob(z)  # (B,)
-        # log q(z_i | x_j, u_j) for every pair (i, j) of the batch: (B, B, k)
-        pairwise = _log_normal(z.unsqueeze(1), posterior.mean.unsqueeze(0), posterior.logvar.unsqueeze(0))
-        log_q_z = torch.logsumexp(pairwise.sum(-1), dim=1) - math.log(batch_size)
-        log_q_zi = (torch.logsumexp(pairwise, dim=1) - math.log(batch_size)).sum(-1)
-        log_p_z = (
-            _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-            if prior is None
-            else _log_normal(z, prior.mean, prior.logvar)
-        ).sum(-1)
-        objective = -a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi) - d * (log_q_zi - log_p_z)
-        return -objective.mean()
+        return weighted_objective(
+            self.objective_weights, self.beta, z, posterior, prior, recon_nll, posterior.log_prob(z)
+        )
 
     def scalars(self) -> dict[str, float]:
         return {"decoder_var": float(self.log_decoder_var.detach().exp())}

@@ -7,13 +7,11 @@ from its own random stream sees the numbers a single run with its seed sees.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from vaelab.models.base import Batch
 from vaelab.models.gaussian import DiagonalGaussian
-from vaelab.models.ivae import IdentifiableVAE, _log_normal
+from vaelab.models.ivae import IdentifiableVAE, weighted_objective
 from vaelab.seed_parallel.stacking import StackedModel
 
 
@@ -38,39 +36,22 @@ def member_terms(stacked: StackedModel, batch: Batch, noise: torch.Tensor) -> di
     if model.objective == "elbo":
         terms["loss"] = terms["recon_nll"] + model.beta * terms["kl"]
     else:
-        terms["loss"] = weighted_objective(model, z, posterior, prior, recon_nll)
+        log_q_zx = posterior.log_prob(z).view(members, batch_size)
+        terms["loss"] = weighted_objective(
+            model.objective_weights,
+            model.beta,
+            z.view(members, batch_size, -1),
+            member_folded(posterior, members),
+            None if prior is None else member_folded(prior, members),
+            recon_nll,
+            log_q_zx,
+        )
     return {"loss": terms.pop("loss"), **terms}
 
 
-def weighted_objective(
-    model: IdentifiableVAE,
-    z: torch.Tensor,
-    posterior: DiagonalGaussian,
-    prior: DiagonalGaussian | None,
-    recon_nll: torch.Tensor,
-) -> torch.Tensor:
-    """``IdentifiableVAE._weighted_objective`` of every member at once, shape (S,): z, posterior and prior
-    member-folded (S * B, k), recon_nll (S, B). The minibatch-weighted estimates of q(z) and q(z_i) pair each
-    point only with the points of its own member's minibatch."""
-    a, b, c, d = model.objective_weights
-    b, c, d = model.beta * b, model.beta * c, model.beta * d
-    members, batch_size = recon_nll.shape
-    folded = lambda t: t.view(members, batch_size, -1)  # noqa: E731
-    log_q_zx = posterior.log_prob(z).view(members, batch_size)
-    # log q(z_i | x_j, u_j) for every pair (i, j) of a member's minibatch: (S, B, B, k)
-    pairwise = _log_normal(
-        folded(z).unsqueeze(2), folded(posterior.mean).unsqueeze(1), folded(posterior.logvar).unsqueeze(1)
+def member_folded(gaussian: DiagonalGaussian, members: int) -> DiagonalGaussian:
+    """Parameters (S * B, k) as (S, B, k): each member's minibatch along its own leading index."""
+    return DiagonalGaussian(
+        gaussian.mean.view(members, -1, gaussian.mean.shape[-1]),
+        gaussian.logvar.view(members, -1, gaussian.logvar.shape[-1]),
     )
-    log_q_z = torch.logsumexp(pairwise.sum(-1), dim=2) - math.log(batch_size)
-    log_q_zi = (torch.logsumexp(pairwise, dim=2) - math.log(batch_size)).sum(-1)
-    log_p_z = (
-        (
-            _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-            if prior is None
-            else _log_normal(z, prior.mean, prior.logvar)
-        )
-        .sum(-1)
-        .view(members, batch_size)
-    )
-    objective = -a * recon_nll - b * (log_q_zx - log_q_z) - c * (log_q_z - log_q_zi) - d * (log_q_zi - log_p_z)
-    return -objective.mean(1)
