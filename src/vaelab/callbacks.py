@@ -18,12 +18,14 @@ from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from tqdm.auto import tqdm
 
-from vaelab.diagnostics.base import Evaluation, Evaluator, run_evaluators
+from vaelab.console import FILE_ONLY
+from vaelab.diagnostics.base import Evaluation, Evaluator, progress_mode, run_evaluators, slow_evaluators
 from vaelab.errors import ConfigError, DivergenceError, RunInterrupted
 
 POSTFIX = ("train/loss", "model/gamma")
 HISTORY_KEYS = ("active_dims", "active_units", "per_dim_encoder_var", "elbo")  # what convergence reads
 HISTOGRAM_BINS = 64  # equal bins: half the cost of TensorBoard's default ~1500 exponential buckets
+RESULT_KEYS = ("active_dims", "active_units", "elbo", "kl", "recon_mse", "gamma", "mcc", "mi", "iw_nll", "iw_ppl")
 log = logging.getLogger("vaelab")
 
 
@@ -40,6 +42,10 @@ class Diagnostics(L.Callback):
     validation run, what vaelab.convergence judges convergence from. Where the validation loop wrote a
     ``val/<term>`` at the same step already (``val/loss``, ``val/kl``), vaelab's loggers keep that first value
     (vaelab.loggers: one value per tag and step).
+
+    Progress: work that takes seconds (the pass over the split, IW-NLL, MI, probes) shows its progress below the
+    training bar (vaelab.diagnostics.base.Progress; nothing without the progress bar); each run logs one line
+    of its results to train.log, and, when an evaluator took more than 2 s, one console line naming it.
     """
 
     def __init__(
@@ -61,7 +67,9 @@ class Diagnostics(L.Callback):
         """Evaluates `split` of the trainer's datamodule, logs the results and returns the metrics.json entries."""
         from vaelab.evaluation import evaluation_context
 
+        start = time.perf_counter()
         datamodule = trainer.datamodule
+        mode = progress_mode(trainer.is_global_zero and getattr(trainer, "progress_bar_callback", None) is not None)
         ctx = evaluation_context(
             module.model,
             split,
@@ -69,14 +77,32 @@ class Diagnostics(L.Callback):
             self.eval_batch_size,
             getattr(module, "eval_seed", 0),
             getattr(datamodule, "evaluation_split", datamodule.split),
+            progress_mode=mode,
         )
+        passed = time.perf_counter() - start
         evaluation = run_evaluators(self.evaluators, ctx)
         results = evaluation.results()
         if split == "val":
             self.history.append(self._history_entry(trainer.global_step, results))
         if trainer.is_global_zero:
             self._log(trainer, split, evaluation)
+            self._report(trainer, split, results, {"posterior pass": passed, **evaluation.durations}, mode, start)
         return results
+
+    @staticmethod
+    def _report(trainer: L.Trainer, split: str, results: dict, durations: dict, mode: str, start: float) -> None:
+        """One line of results (train.log) and, when something took over 2 s, one naming it (console too)."""
+        took = time.perf_counter() - start
+        where = f"{split} diagnostics at step {trainer.global_step} (epoch {trainer.current_epoch})"
+        numbers = " ".join(
+            f"{k}={results[k]:.4g}" if isinstance(results[k], float) else f"{k}={results[k]}"
+            for k in RESULT_KEYS
+            if isinstance(results.get(k), (int, float))
+        )
+        log.info("vaelab: %s: %s (%.1f s)", where, numbers, took, extra=FILE_ONLY)
+        slow = slow_evaluators(durations)
+        if slow:
+            log.info("vaelab: %s took %.1f s: %s", where, took, slow, extra=None if mode != "off" else FILE_ONLY)
 
     def _history_entry(self, step: int, results: dict) -> dict:
         missing = [key for key in HISTORY_KEYS if key not in results]

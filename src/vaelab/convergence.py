@@ -37,6 +37,7 @@ from typing import Any
 
 import lightning as L
 
+from vaelab.console import FILE_ONLY, log
 from vaelab.errors import ConfigError
 from vaelab.schedules import takes_total_steps, total_steps
 
@@ -286,8 +287,24 @@ class Convergence(L.Callback):
         extension, maximum = self.budget(self.base_epochs)
         wanted = not (verdict["converged"] and len(self.extensions) >= self.min_extensions)
         # every process of a multi-device run takes rank 0's decision, so that all train the same epochs
-        if trainer.strategy.broadcast(wanted and trainer.max_epochs + extension <= maximum, src=0):
+        extend = trainer.strategy.broadcast(wanted and trainer.max_epochs + extension <= maximum, src=0)
+        if extend:
             self._extend(trainer, module, extension, diagnostics.history[-1]["active_dims"], verdict)
+        if getattr(trainer, "is_global_zero", True):
+            reason = verdict["convergence"]["reason"]
+            decision = (
+                f"extended by {extension} epochs (extension {len(self.extensions)}, to epoch {trainer.max_epochs})"
+                if extend
+                else ("not extended: converged" if not wanted else f"not extended: the budget of {maximum} epochs")
+            )
+            log.info(
+                "vaelab: convergence at step %d: %s (%s); %s",
+                trainer.global_step,
+                "converged" if verdict["converged"] else "not converged",
+                reason,
+                decision,
+                extra=FILE_ONLY,
+            )
 
     def _extend(
         self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int, verdict: dict[str, Any]

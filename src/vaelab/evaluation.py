@@ -13,24 +13,39 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vaelab.data.in_memory import Split
-from vaelab.diagnostics.base import EvalContext, Evaluator, run_evaluators
+from vaelab.diagnostics.base import EvalContext, Evaluator, Progress, ProgressMode, run_evaluators
 from vaelab.errors import ConfigError
 from vaelab.models.base import LatentVariableModel
 from vaelab.models.gaussian import DiagonalGaussian
 
 
+def pass_label(model: LatentVariableModel, split_name: str) -> str:
+    """The progress label of a pass of `model` over a split (SA-VAE's refinement named: it is the slow part)."""
+    refine = getattr(model, "refine_in_eval", False) and getattr(model, "steps", 0)
+    return f"posterior pass{f' with {refine} SA refinement steps' if refine else ''} ({split_name})"
+
+
 @torch.no_grad()
-def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0) -> dict:
+def collect_posterior(
+    model: LatentVariableModel,
+    split: Split,
+    batch_size: int,
+    seed: int = 0,
+    progress_mode: ProgressMode = "off",
+    split_name: str = "split",
+) -> dict:
     """Runs the model over `split` in chunks with the global RNG forked and seeded (training's random stream
     is untouched). Returns the posterior (N, k), the prior (or None), x_hat at the posterior mean (None for
-    token data), and the sample-averaged loss terms (nats per sample)."""
+    token data), and the sample-averaged loss terms (nats per sample). Progress over the points as
+    `progress_mode` says (vaelab.diagnostics.base.Progress)."""
     device = next(model.parameters()).device
     n = len(split["x"])
     was_training = model.training
     model.eval()
     means, logvars, prior_means, prior_logvars, x_hats = [], [], [], [], []
     sums: dict[str, float] = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    progress = Progress(n, pass_label(model, split_name), progress_mode, unit="pt")
+    with progress, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             batch = {k: v[start : start + batch_size].to(device, non_blocking=True) for k, v in split.items()}
@@ -45,6 +60,7 @@ def collect_posterior(model: LatentVariableModel, split: Split, batch_size: int,
                 x_hats.append(model.reconstruction(model.decode(q.mean, batch)))
             for name, value in model.loss(batch).items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(batch["x"])
+            progress.update(len(batch["x"]))
     model.train(was_training)
     cat = lambda ts: torch.cat(ts).cpu()  # noqa: E731
     prior = DiagonalGaussian(cat(prior_means), cat(prior_logvars)) if prior_means else None
@@ -64,12 +80,23 @@ def evaluation_context(
     seed: int = 0,
     load_split: Callable[[str], Split] | None = None,
     collected: dict | None = None,
+    progress_mode: ProgressMode = "off",
 ) -> EvalContext:
     """What every evaluator reads about `split`: one collect_posterior pass (or `collected`, its result when the
-    caller already has it)."""
-    c = collected or collect_posterior(model, split, batch_size, seed)
+    caller already has it); `progress_mode` for the pass and the evaluators' ``ctx.progress``."""
+    c = collected or collect_posterior(model, split, batch_size, seed, progress_mode, split_name)
     return EvalContext(
-        model, split_name, split, c["posterior"], c["prior"], c["x_hat"], c["loss_terms"], batch_size, seed, load_split
+        model,
+        split_name,
+        split,
+        c["posterior"],
+        c["prior"],
+        c["x_hat"],
+        c["loss_terms"],
+        batch_size,
+        seed,
+        load_split,
+        progress_mode,
     )
 
 
@@ -117,9 +144,12 @@ def diagnose(
 
 
 @torch.no_grad()
-def posterior_means(model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0) -> torch.Tensor:
+def posterior_means(
+    model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0, progress: Any = None
+) -> torch.Tensor:
     """E_q[z | x] of every point of `split`, shape (N, k), on the CPU (encoder only; global RNG forked and
-    seeded, for models whose encoder is stochastic, e.g. SemiAmortized's refinement)."""
+    seeded, for models whose encoder is stochastic, e.g. SemiAmortized's refinement). ``progress``: anything with
+    ``update(points)`` (e.g. ``ctx.progress(len(split["x"]), pass_label(model, "train"), unit="pt")``)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -129,5 +159,7 @@ def posterior_means(model: LatentVariableModel, split: Split, batch_size: int, s
         for start in range(0, len(split["x"]), batch_size):
             batch = {k: v[start : start + batch_size].to(device) for k, v in split.items()}
             means.append(model.encode(batch).mean.cpu())
+            if progress is not None:
+                progress.update(len(batch["x"]))
     model.train(was_training)
     return torch.cat(means)

@@ -9,6 +9,7 @@ of a point does not depend on the evaluation batch size or on which other points
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -49,12 +50,14 @@ def importance_sampled_nll(
     n_points: int | None = None,
     max_rows: int = 20_000,
     seed: int = 0,
+    progress: Any = None,
 ) -> torch.Tensor:
     """-log p(x) in nats per point, shape (n_points,), for the first ``n_points`` points of ``split`` (all when
     None), with ``n_samples`` (K) importance samples from the model's posterior.
 
     Work is chunked so that one decode call sees at most ``max_rows`` repeated rows (points x samples): the
-    result does not depend on it. Runs with the model in eval mode (restored after).
+    result does not depend on it. Runs with the model in eval mode (restored after). ``progress``: anything
+    with ``update(points)`` (vaelab.diagnostics.base.Progress), told after each chunk of points.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples} must be >= 1")
@@ -77,5 +80,7 @@ def importance_sampled_nll(
             ]
         )
         nll.append(-(log_w.double().logsumexp(0) - math.log(n_samples)).cpu())
+        if progress is not None:
+            progress.update(len(rows))
     model.train(was_training)
     return torch.cat(nll)

@@ -34,6 +34,8 @@ from vaelab.cli import (
     overrides,
     run_reporting_errors,
 )
+from vaelab.console import FILE_ONLY
+from vaelab.console import install as install_console
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
 from vaelab.loggers import report_final
 from vaelab.restarts import fit_restarts
@@ -163,12 +165,30 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     diagnostics = next((c for c in run.callbacks if isinstance(c, Diagnostics)), None)
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
-    record.update(**run_fields(run))
+    fields = run_fields(run)
+    record.update(**fields)
     check_checkpoint(ckpt_path)
+    log.info("vaelab: %s", start_line(cfg, fields, ckpt_path), extra=FILE_ONLY)
     if "startup_s" not in record.data:  # imports, data and model: reported apart from wall_time_s
         record.update(startup_s=round(time.perf_counter() - record.start, 3))
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
+
+
+def start_line(cfg: DictConfig, fields: dict[str, Any], ckpt_path: str | None) -> str:
+    """The run's key settings in one line (train.log): directory, overrides, data, model, seed, length."""
+    length = {k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps") if cfg.trainer.get(k) not in (None, -1)}
+    settings = {
+        "data": fields.get("data"),
+        "model": fields.get("model"),
+        "latent_dim": fields.get("model_latent_dim"),
+        "seed": cfg.seed,
+        **{f"trainer.{k}": v for k, v in length.items()},
+        "restarts": cfg.get("restarts", 1) if int(cfg.get("restarts", 1)) > 1 else None,
+    }
+    said = " ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    resumed = f"; resuming from {ckpt_path}" if ckpt_path else ""
+    return f"run {cfg.paths.output_dir}: {said}; overrides: {' '.join(overrides()) or 'none'}{resumed}"
 
 
 def run_fields(run: Run) -> dict[str, Any]:
@@ -238,19 +258,19 @@ def main(cfg: DictConfig) -> float:
     returns NaN, so the other jobs run (and an Optuna sweeper marks the trial failed); the sweep's end report
     lists the failures. An interrupted job (SIGINT/SIGTERM) stops the whole process, after saving its
     checkpoint, with exit code 128 + signal; the message names the command that continues it."""
+    install_console()  # vaelab's lines: on the console as before, and in the job's train.log
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     output_dir = cfg.paths.output_dir
     try:
         results = train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
     except RunInterrupted as err:
-        print(f"vaelab-train: interrupted: {err}; {continue_hint(output_dir, multirun)}", file=sys.stderr)
+        log.warning("vaelab-train: interrupted: %s; %s", err, continue_hint(output_dir, multirun))
         if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
             return math.nan
         sys.exit(128 + err.signum)
     except KeyboardInterrupt:  # before training (LastCheckpoint turns one during training into RunInterrupted)
-        print(
-            f"vaelab-train: interrupted during start-up, before training; {continue_hint(output_dir, multirun)}",
-            file=sys.stderr,
+        log.warning(
+            "vaelab-train: interrupted during start-up, before training; %s", continue_hint(output_dir, multirun)
         )
         sys.exit(128 + signal.SIGINT)
     except (ConfigError, DataError) as err:
@@ -259,13 +279,14 @@ def main(cfg: DictConfig) -> float:
         if multirun:
             log.error("vaelab-train: %s failed: %s%s", job_label(), err, where)
             return math.nan
-        print(f"vaelab-train: error: {err}{where}", file=sys.stderr)
+        log.error("vaelab-train: error: %s%s", err, where)
         sys.exit(2)
     except Exception as err:
         if not multirun:
             if not isinstance(err, DivergenceError):
+                log.error("vaelab-train: failed: %s: %s [%s]", type(err).__name__, err, output_dir, extra=FILE_ONLY)
                 raise  # a bug: its traceback
-            print(f"vaelab-train: diverged: {err} [recorded in {output_dir}/metrics.json]", file=sys.stderr)
+            log.error("vaelab-train: diverged: %s [recorded in %s/metrics.json]", err, output_dir)
             sys.exit(1)
         log.error(
             "vaelab-train: %s %s: %s: %s [%s]",
@@ -277,7 +298,7 @@ def main(cfg: DictConfig) -> float:
         )
         return math.nan
     if is_rank_zero():
-        print("\n".join(format_summary(r) if r.get("status") == "completed" else member_line(r) for r in results))
+        log.info("\n".join(format_summary(r) if r.get("status") == "completed" else member_line(r) for r in results))
     values = [r.get(cfg.optimized_metric) for r in results if r.get("status") == "completed"]
     values = [float(v) for v in values if isinstance(v, (int, float))]
     return sum(values) / len(values) if len(values) == len(results) else math.nan

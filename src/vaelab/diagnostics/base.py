@@ -114,9 +114,9 @@ class Progress:
             self.mode = "off"
 
     def _write(self, text: str) -> None:
-        from tqdm.auto import tqdm
+        from vaelab.console import write_line
 
-        tqdm.write(f"vaelab: {self.label}: {text}", file=self._stream)  # clears and redraws any open bar
+        write_line(f"vaelab: {self.label}: {text}", self._stream)  # a line of its own, below any open bar
         self.shown = True
 
     def __enter__(self) -> Progress:

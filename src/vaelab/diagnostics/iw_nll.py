@@ -34,7 +34,9 @@ class ImportanceSampledNLL:
         if self.samples == 0 or not (ctx.split_name == "test" or self.on_val):
             return Evaluation()
         split = ctx.split
-        nll = importance_sampled_nll(ctx.model, split, self.samples, self.points, self.max_rows, ctx.seed)
+        n = min(self.points, len(split["x"]))
+        with ctx.progress(n, f"iw_nll with K={self.samples}", unit="pt") as progress:
+            nll = importance_sampled_nll(ctx.model, split, self.samples, self.points, self.max_rows, ctx.seed, progress)
         evaluation = Evaluation(scalars={"iw_nll": float(nll.mean())})
         counts = [
             ctx.model.token_count({k: v[start : start + TOKEN_CHUNK] for k, v in split.items()})
