@@ -37,17 +37,18 @@ def linear_context(split_name: str = "test", **extra: torch.Tensor) -> EvalConte
 
 def test_evaluators_are_chosen_and_set_from_the_command_line():
     default = diagnostics()
-    assert "probe" not in default.evaluators and default.evaluators["iw_nll"].samples == 0
+    assert default.evaluators["probe"].probes == [] and default.evaluators["iw_nll"].samples == 0
     d = diagnostics(
         f"{E}.iw_nll.samples=500",
         f"{E}.active_dims.threshold=0.2",
         f"~{E}.mcc",
         f"{E}.kl=null",
-        f"{E}.probe={{_target_:vaelab.diagnostics.probe.LabelProbe}}",
+        f"{E}.probe.probes=[linear,knn]",
     )
     assert d.evaluators["iw_nll"].samples == 500
     assert d.evaluators["groups"].threshold == 0.2  # tied to active_dims' threshold in the YAML
     assert "mcc" not in d.evaluators and "kl" not in d.evaluators and isinstance(d.evaluators["probe"], LabelProbe)
+    assert d.evaluators["probe"].probes == ["linear", "knn"]
 
 
 @pytest.mark.parametrize(
@@ -59,6 +60,10 @@ def test_evaluators_are_chosen_and_set_from_the_command_line():
         "gates.threshold=0",
         "iw_nll.max_rows=-1",
         "image_panels.dims=-1",
+        "probe.k=[0]",
+        "probe.probes=[svm]",
+        "probe.validation_fraction=0",
+        "active_units.report_thresholds=[0]",
     ],
 )
 def test_bad_settings_name_their_key(override):
@@ -105,11 +110,13 @@ def test_evaluators_apply_only_where_they_should():
     assert mcc.scalars["mcc"] == pytest.approx(1.0) and len(mcc.images) == 1  # figures: test split only
     assert run_evaluators({"iw": ImportanceSampledNLL(samples=3, points=10)}, val).results() == {}
     assert "iw_nll" in run_evaluators({"iw": ImportanceSampledNLL(samples=3, points=10, on_val=True)}, val).scalars
-    assert run_evaluators({"probe": LabelProbe()}, test).results() == {}  # no labels
+    assert run_evaluators({"probe": LabelProbe(probes=[])}, test).results() == {}  # off
+    with pytest.raises(ConfigError, match="probe.probes=.*needs labels"):  # asked for without labels
+        run_evaluators({"probe": LabelProbe()}, test)
     assert run_evaluators({"panels": ImagePanels()}, test).images == []  # (N, d) points are not images
 
 
 def test_default_evaluators_follow_the_yaml_with_settings_overridden():
     evaluators = default_evaluators(**{"mcc.method": "spearman", "active_dims.threshold": 0.3})
     assert evaluators["mcc"].method == "spearman" and evaluators["groups"].threshold == 0.3
-    assert "probe" not in evaluators
+    assert evaluators["probe"].probes == []  # off unless an experiment asks for probes

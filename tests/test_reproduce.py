@@ -240,3 +240,39 @@ def test_a_real_tiny_smoke_run_writes_the_page(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     assert len(list(out.rglob("metrics.json"))) == 1 and "SMOKE" in doc.read_text()
     assert "| tuning | VAE r=1 d=3 kappa=3 | 1 |" in doc.read_text()
+
+
+def test_skip_table_judges_by_the_probe_nearest_the_paper_and_ranks_without_a_saturated_mi(tmp_path):
+    rows = skip.settings(False)
+    named = by_label(rows)
+    probes = dict(probe_accuracy_linear=0.92, probe_accuracy_knn=0.96, probe_accuracy_mlp=0.975)
+    for seed in (0, 1, 2):
+        base = dict(iw_nll=90.0, elbo=-95.0, kl=20.0, mi=9.17, mi_saturated=True, active_units=12)
+        write_run(tmp_path, named["mnist_mlp_z32_standard"], seed, **base, **probes, **{"active_units_0.02": 11})
+        skipped = {**probes, "probe_accuracy_linear": 0.91, "probe_accuracy_mlp": 0.98}  # linear lower, mlp higher
+        mi = {"mi": 9.16, "mi_saturated": True}  # lower, but at the ceiling: not compared
+        au = {"active_units": 15, "active_units_0.02": 13}
+        write_run(tmp_path, named["mnist_mlp_z32_skip"], seed, **{**base, **skipped, **mi, **au})
+        # the PixelCNN pair: MI below the ceiling and lower with skip -> FAIL, and old run files (probe_accuracy)
+        old = dict(iw_nll=80.0, elbo=-85.0, kl=4.0, active_units=5, probe_accuracy=0.9)
+        write_run(tmp_path, named["mnist_pixelcnn_standard"], seed, **old, mi=3.0, mi_saturated=False)
+        write_run(tmp_path, named["mnist_pixelcnn_skip"], seed, **{**old, "probe_accuracy": 0.95}, mi=2.5)
+    runs = Runs(tmp_path, rows)
+    assert skip.paper_probe(named["mnist_mlp_z32_standard"], runs) == "probe_accuracy_mlp"  # 0.975: nearest 0.972
+    table = rows_of(skip.COMPARISON.markdown(skip.COMPARISON.rows(rows, runs)))
+    z32 = table["mnist_mlp_z32_skip"]
+    assert z32[5] == "9.16 ± 0 (saturated)" and z32[-1] == "pass"  # judged by AU (both thresholds) and the MLP probe
+    assert table["mnist_pixelcnn_skip"][5] == "2.5 ± 0" and table["mnist_pixelcnn_skip"][-1] == "FAIL"
+    verdict, why = named["mnist_pixelcnn_skip"].rule(named["mnist_pixelcnn_skip"], runs)
+    assert "seed 0: mi 2.5 vs 3" in why and "probe" not in why  # the old probe_accuracy read as the linear one
+    probe_markdown = skip.PROBE_COMPARISON.markdown(skip.PROBE_COMPARISON.rows(rows, runs))
+    probe_table = rows_of(probe_markdown.split("\n\n")[1])
+    assert sorted(probe_table) == sorted(f"mnist_{m}_skip" for m in ("mlp_z32", "pixelcnn", "mlp_z16", "mlp_z64"))
+    assert probe_table["mnist_mlp_z32_skip"][1:5] == [
+        "mlp",
+        "0.9200 → 0.9100: FAIL",
+        "0.9600 → 0.9600: FAIL",
+        "0.9750 → 0.9800: pass",
+    ]
+    assert probe_table["mnist_pixelcnn_skip"][1:5] == ["linear", "0.9000 → 0.9500: pass", "-", "-"]
+    assert probe_table["mnist_mlp_z16_skip"][1:] == ["-", "-", "-", "-", "not run"]

@@ -87,6 +87,23 @@ def test_summary_of_hand_written_runs_has_exact_numbers(sweep_dir):
     assert "**failed**: ConfigError: boom" in md and "job never started" in md
 
 
+def test_summary_shows_the_collapse_metrics_and_reads_old_probe_files(tmp_path):
+    """Runs from before the three probes (one probe_accuracy) show it as probe_accuracy_linear; mi_saturated
+    (true/false) is read as 1/0."""
+    ok = {"status": "completed", "kl": 20.0, "mi": 9.17}
+    _job(tmp_path, "0", ["seed=0", "model.skip=true"], {**ok, "probe_accuracy": 0.90})  # an old run file
+    new = {"probe_accuracy_linear": 0.92, "probe_accuracy_knn": 0.96, "probe_accuracy_mlp": 0.97, "mi_saturated": True}
+    _job(tmp_path, "1", ["seed=1", "model.skip=true"], {**ok, **new, "active_units_0.02": 11})
+    _job(tmp_path, "2", ["seed=0", "model.skip=false"], {**ok, **new, "mi_saturated": False})
+    s = summarize.summarize(summarize.load_runs(tmp_path))
+    for key in ("mi", "mi_saturated", "active_units_0.02", "probe_accuracy_linear", "probe_accuracy_knn"):
+        assert key in s.metrics
+    by_skip = {row["model.skip"]: row for row in s.rows}
+    assert by_skip["true"]["probe_accuracy_linear_mean"] == pytest.approx(0.91)  # 0.90 (old) and 0.92
+    assert by_skip["true"]["probe_accuracy_linear_n"] == 2 and by_skip["true"]["probe_accuracy_knn_n"] == 1
+    assert by_skip["true"]["mi_saturated_mean"] == 1.0 and by_skip["false"]["mi_saturated_mean"] == 0.0
+
+
 def test_summary_options_sort_group_and_ignore(sweep_dir):
     runs = summarize.load_runs(sweep_dir)
     by_elbo = summarize.summarize(runs, metrics=["elbo"], sort=["elbo"])

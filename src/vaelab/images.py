@@ -89,3 +89,30 @@ def label_scatter(points: torch.Tensor, labels: torch.Tensor, max_points: int = 
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+
+
+def bar_chart(
+    values: torch.Tensor, names: list[str], xlabel: str, ylabel: str, title: str = "", max_named: int = 40
+) -> torch.Tensor:
+    """A bar chart of values (k,) in the given order, bar i named names[i] (the names are shown when there are
+    at most `max_named` bars), as a (3, H, W) float image in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    heights = values.detach().double().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(max(4.0, min(12.0, 0.18 * len(heights) + 2)), 3), dpi=80)
+    ax.bar(np.arange(len(heights)), heights, color="tab:blue")
+    if len(heights) <= max_named:
+        ax.set_xticks(np.arange(len(heights)), names, fontsize=7, rotation=90 if len(heights) > 16 else 0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0

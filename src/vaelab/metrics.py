@@ -6,6 +6,7 @@ Shapes: N evaluation samples, k latent dims. Variances and KLs are per sample in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -100,6 +101,7 @@ def mutual_information(
     batch_size: int | None = None,
     chunk_size: int = 512,
     generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> float:
     """I_q(x; z) in nats, from the posteriors q(z|x_i) (mean, logvar of shape (N, k)) of an evaluation set.
 
@@ -108,7 +110,8 @@ def mutual_information(
     logsumexp bounds every term, so 0 <= ... <= log N holds per sample (the estimate is <= log N exactly).
     ``batch_size`` None: the whole set is the aggregate (chunks of ``chunk_size`` points against all N, in
     float64); an int: the per-batch estimator of He et al. (2019), q(z) over consecutive batches of that size
-    (bounded by log batch_size), averaged over batches weighted by their size.
+    (bounded by log batch_size), averaged over batches weighted by their size. ``progress``, when given, is
+    called with the number of points of each chunk done (for a progress display; the result does not change).
     """
     mean, logvar = posterior.mean.detach(), posterior.logvar.detach()
     n = mean.shape[0]
@@ -130,7 +133,21 @@ def mutual_information(
             log_q = _log_q_matrix(g_z[rows], g_mean, g_logvar)  # (C, m)
             own = log_q.diagonal(offset=start)
             total += float((own - (log_q.logsumexp(-1) - math.log(m))).sum())
+            if progress is not None:
+                progress(len(own))
     return total / n
+
+
+def mi_ceiling(n: int, batch_size: int | None = None) -> float:
+    """The most mutual_information can return for n posteriors: log n (whole set) or log min(batch_size, n)."""
+    return math.log(n if batch_size is None else min(batch_size, n))
+
+
+def mi_saturated(mi: float, n: int, batch_size: int | None = None, tolerance: float = 0.05) -> bool:
+    """Whether an MI estimate over n posteriors is within `tolerance` (relative) of its ceiling log n (mi_ceiling):
+    there it measures the number of points, not the code, and cannot rank models. A ceiling of 0 (one point)
+    is always saturated."""
+    return mi >= (1.0 - tolerance) * mi_ceiling(n, batch_size)
 
 
 def perplexity(nll: torch.Tensor, n_tokens: torch.Tensor) -> float:

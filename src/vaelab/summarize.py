@@ -26,16 +26,27 @@ from vaelab.run_record import RUN_CONTROL_KEYS
 DEFAULT_METRICS = (
     "active_dims",
     "active_units",
+    "active_units_0.02",
     "mcc",
     "elbo",
     "recon_mse",
     "kl",
+    "mi",
+    "mi_saturated",
+    "iw_nll",
+    "probe_accuracy_linear",
+    "probe_accuracy_knn",
+    "probe_accuracy_mlp",
     "gamma",
     "train_time_s",
     "startup_s",
     "wall_time_s",
 )
-INTEGER_METRICS = ("active_dims", "active_units", "epochs", "steps")  # integer-valued per run: integer y ticks
+# integer-valued per run: integer y ticks
+INTEGER_METRICS = ("active_dims", "active_units", "active_units_0.01", "active_units_0.02", "epochs", "steps")
+# run files written before a key was renamed: old key -> the key it is read as (when the new one is absent)
+RENAMED = {"probe_accuracy": "probe_accuracy_linear"}  # issue 19: one probe became three
+FLAGS = ("mi_saturated",)  # true/false in metrics.json, read as 1/0 (a group's mean: the share of its runs)
 DEFAULT_IGNORE = ("seed",)
 PROBLEM_STATUSES = ("failed", "diverged", "interrupted", "running", "missing", "unreadable")
 
@@ -65,8 +76,13 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
 
 
 def _numeric(data: dict) -> dict[str, float]:
-    """The numeric fields, and ``train_time_s`` (wall time less start-up) where both are recorded."""
+    """The numeric fields (the FLAGS as 1/0, RENAMED keys of older run files under their new names), and
+    ``train_time_s`` (wall time less start-up) where both are recorded."""
     numbers = {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numbers.update({k: float(data[k]) for k in FLAGS if isinstance(data.get(k), bool)})
+    for old, new in RENAMED.items():
+        if old in numbers:
+            numbers.setdefault(new, numbers[old])
     if "wall_time_s" in numbers and "startup_s" in numbers:
         numbers["train_time_s"] = numbers["wall_time_s"] - numbers["startup_s"]
     return numbers

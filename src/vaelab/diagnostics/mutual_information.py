@@ -11,7 +11,9 @@ from vaelab.models.gaussian import DiagonalGaussian
 
 
 class MutualInformation:
-    """``mi`` (nats): I_q(x; z) over the split's first `points` posteriors (metrics.mutual_information).
+    """``mi`` (nats): I_q(x; z) over the split's first `points` posteriors (metrics.mutual_information), with
+    ``mi_ceiling`` (the estimator's bound, log N for the N points used, or log batch_size) and ``mi_saturated``
+    (true when mi is within 5% of that bound: it then cannot rank models, metrics.mi_saturated).
 
     points: > 0 turns it on (0: off). batch_size: null, the aggregate posterior over all `points` (bounded by
     log points); an int, the per-batch estimator of He et al. (2019) (bounded by log batch_size).
@@ -34,7 +36,17 @@ class MutualInformation:
             return Evaluation()
         n = min(self.points, len(ctx.posterior.mean))
         first = DiagonalGaussian(ctx.posterior.mean[:n], ctx.posterior.logvar[:n])
-        mi = metrics.mutual_information(
-            first, batch_size=self.batch_size, generator=torch.Generator().manual_seed(ctx.seed)
+        with ctx.progress(n, "mutual_information", "points") as bar:
+            mi = metrics.mutual_information(
+                first,
+                batch_size=self.batch_size,
+                generator=torch.Generator().manual_seed(ctx.seed),
+                progress=bar.update,
+            )
+        return Evaluation(
+            scalars={"mi": mi},
+            values={
+                "mi_ceiling": metrics.mi_ceiling(n, self.batch_size),
+                "mi_saturated": metrics.mi_saturated(mi, n, self.batch_size),
+            },
         )
-        return Evaluation(scalars={"mi": mi})
