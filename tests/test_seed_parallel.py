@@ -298,10 +298,11 @@ def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):
     assert [r["skipped"] for r in again] == [True, True]
 
 
-def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["ckpt_path", "skip_completed"])
+def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch, how):
     """SIGINT at the end of epoch 1 (member 1 already diverged, member 2 already finished by then): the state
-    is saved, every member's metrics.json says interrupted, and the resumed run ends where the uninterrupted
-    one does, bit for bit."""
+    is saved, every member's metrics.json says interrupted, and the resumed run (ckpt_path=<its last.ckpt>, or
+    skip_completed=true as a re-run sweep does) ends where the uninterrupted one does, bit for bit."""
     overrides = [
         *VAE,
         "trainer.max_steps=-1",
@@ -343,7 +344,8 @@ def test_an_interrupted_run_resumes_every_member(make_cfg, tmp_path, monkeypatch
     monkeypatch.setattr(SeedParallelLoop, "fit", fit)
     with pytest.raises(ConfigError, match="holds seeds"):
         train_seeds(make_cfg(*overrides, f"ckpt_path={saved}", name="cut"), [0, 1])
-    resumed = train_seeds(make_cfg(*overrides, f"ckpt_path={saved}", name="cut"), [0, 1, 2])
+    resume = f"ckpt_path={saved}" if how == "ckpt_path" else "skip_completed=true"
+    resumed = train_seeds(make_cfg(*overrides, resume, name="cut"), [0, 1, 2])
     assert [r["status"] for r in resumed] == [r["status"] for r in whole] == ["completed", "diverged", "completed"]
     for before, after in zip(whole, resumed, strict=True):
         assert after["resumed_from"] == str(saved)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,12 @@ def train_seeds(
     if len(dirs) != len(seeds):
         raise ConfigError(f"{len(dirs)} run directories for {len(seeds)} seeds")
     ckpt_path = cfg.get("ckpt_path")
-    state = _resumed_state(ckpt_path, seeds)
     starts = [run_dir.decide(d, ckpt_path, bool(cfg.get("skip_completed"))) for d in dirs]
+    if ckpt_path is None and cfg.get("skip_completed"):  # a re-run sweep continues an interrupted stacked job
+        ckpt_path = _interrupted_checkpoint(Path(cfg.paths.output_dir) / run_dir.LAST_CKPT, starts)
+        if ckpt_path is not None:
+            starts = [replace(start, ckpt_path=ckpt_path) for start in starts]
+    state = _resumed_state(ckpt_path, seeds)
     resumable = [str(d) for d, start in zip(dirs, starts, strict=True) if start.ckpt_path and not ckpt_path]
     if resumable:
         raise ConfigError(
@@ -130,6 +135,17 @@ def train_seeds(
         ]
         results.update(zip(todo, _train(loop, records, Path(cfg.paths.output_dir) / run_dir.LAST_CKPT), strict=True))
     return [results[i] for i in range(len(seeds))]
+
+
+def _interrupted_checkpoint(path: Path, starts: Sequence[run_dir.RunStart]) -> str | None:
+    """`path` (the job's seed-parallel last.ckpt) when every member stopped before finishing (interrupted, or
+    ``running`` when the process was killed) and none is to be skipped: what ``skip_completed=true`` continues;
+    None otherwise (the members that did not complete start over)."""
+    stopped = all(
+        start.previous is not None and start.previous.get("status") in ("interrupted", "running") and not start.skip
+        for start in starts
+    )
+    return str(path) if stopped and path.is_file() else None
 
 
 def _resumed_state(ckpt_path: str | None, seeds: list[int]) -> dict[str, Any] | None:
