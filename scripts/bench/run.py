@@ -3,12 +3,17 @@
 Cases (see CASES): the training-loop overhead against a hand-written loop (synthetic VAE at batch 1024 and
 128, the MNIST VAE at batch 128, the iVAE at batch 64), the cost of each diagnostic on its default evaluation
 set, default runs (wall time, the share of it spent in diagnostics, peak memory), and sweep throughput
-(sequential vs joblib with 2 jobs). Variants inside a case are interleaved over repetitions after a warm-up;
+(sequential vs joblib with 2 jobs), and seed-parallel training (S stacked members against S sequential single
+runs: the synthetic VAE at batch 128 and 1024, the iVAE eager, and eager members against compiled single runs).
+Every case records its provenance (date, git commit, machine, the exact command); results accumulate in
+<out>/bench.json over invocations (``--fresh`` starts over), and report.py writes docs/performance.md from it.
+Variants inside a case are interleaved over repetitions after a warm-up;
 medians and min-max are reported, with the load average before and after each case (a load above the core
 count means other processes competed for the CPU and the numbers are noisy).
 
-    python scripts/bench/run.py --out bench                     # everything, ~12-15 min on a quiet 2-core CPU
-    python scripts/bench/run.py --out bench --cases loop        # the loop cases only (names or prefixes)
+    python scripts/bench/run.py                                 # everything into outputs/bench (git-ignored)
+    python scripts/bench/run.py --cases loop seed_parallel      # some cases only (names or prefixes)
+    python scripts/bench/report.py outputs/bench/bench.json --page docs/performance.md   # the page's tables
     python scripts/bench/run.py --out bench_gpu --device cuda   # the loop cases on the GPU
     python scripts/bench/run.py --out /tmp/b --tiny             # seconds-sized versions (tests)
 
@@ -19,8 +24,10 @@ checkout); without them they are skipped with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -30,6 +37,8 @@ from pathlib import Path
 
 from common import load_average, machine
 from report import markdown
+from vaelab.reproduce.document import git_commit
+from vaelab.reproduce.document import machine as machine_line
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -110,7 +119,70 @@ CASES = (
         targets={"diagnostics_share": 0.05, "peak_rss_mb": 1500},
     ),
     Case("sweep", "sweep.py", ("--reps", "2"), ("--reps", "1", "--grid", "seed=0,1", "--epochs", "1", *SMALL_SYNTH)),
+    # seed-parallel training (issue 22): S stacked members against S sequential single runs, seed throughput
+    Case(
+        "seed_parallel_synthetic_b128",
+        "seed_parallel.py",
+        ("--members", "5", "20", "--steps", "300", "--", "data.batch_size=128"),
+        ("--members", "2", "--steps", "5", "--reps", "1", "--memory-steps", "2", "--", "data.batch_size=128"),
+        needs=("src/vaelab/seed_parallel",),
+        targets={"seed_ratio_s5": 2.0},
+    ),
+    Case(
+        "seed_parallel_synthetic_b1024",
+        "seed_parallel.py",
+        ("--members", "5", "20", "--steps", "150", "--", "data.batch_size=1024"),
+        ("--members", "2", "--steps", "5", "--reps", "1", "--memory-steps", "2", "--", "data.batch_size=256"),
+        needs=("src/vaelab/seed_parallel",),
+        targets={"seed_ratio_s5": 1.0},
+    ),
+    Case(
+        "seed_parallel_ivae_b64",
+        "seed_parallel.py",
+        ("--members", "5", "20", "--steps", "200", "--", "experiment=ivae", "compile=false"),
+        (
+            "--members",
+            "2",
+            "--steps",
+            "5",
+            "--reps",
+            "1",
+            "--memory-steps",
+            "2",
+            "--",
+            "experiment=ivae",
+            "compile=false",
+            "data.points_per_segment=100",
+        ),
+        needs=("src/vaelab/seed_parallel", "conf/experiment/ivae.yaml"),
+        targets={"seed_ratio_s5": 2.0},
+    ),
+    Case(  # the single runs compiled (compile=true), the stacked members eager: a user's two choices
+        "seed_parallel_ivae_b64_compiled",
+        "seed_parallel.py",
+        ("--members", "5", "20", "--steps", "200", "--", "experiment=ivae", "compile=true"),
+        (
+            "--members",
+            "2",
+            "--steps",
+            "5",
+            "--reps",
+            "1",
+            "--memory-steps",
+            "0",
+            "--",
+            "experiment=ivae",
+            "compile=true",
+            "data.points_per_segment=100",
+        ),
+        needs=("src/vaelab/seed_parallel", "conf/experiment/ivae.yaml"),
+        timeout_s=1500,
+        targets={"seed_ratio_s5": 2.0},
+    ),
 )
+
+STEP_FLAGS = ("--epochs", "--steps")  # what --scale multiplies
+REPS_SCRIPTS = ("loop.py", "seed_parallel.py")  # the scripts --reps applies to
 
 
 def default_data_dir() -> str | None:
@@ -139,14 +211,24 @@ def run_case(case: Case, args: argparse.Namespace) -> dict:
     case_args = list(case.tiny if args.tiny else case.args)
     if case.mnist or case.script == "diagnostics.py":
         case_args = with_data_dir(case_args, args.data_dir, case.script)
-    if args.scale != 1 and "--epochs" in case_args:
-        at = case_args.index("--epochs") + 1
-        case_args[at] = str(max(1, round(int(case_args[at]) * args.scale)))
+    for flag in STEP_FLAGS:
+        if args.scale != 1 and flag in case_args:
+            at = case_args.index(flag) + 1
+            case_args[at] = str(max(1, round(int(case_args[at]) * args.scale)))
     flags = ["--device", args.device] if args.device != "cpu" else []
-    if args.reps is not None and case.script == "loop.py" and not args.tiny:
+    if args.reps is not None and case.script in REPS_SCRIPTS and not args.tiny:
         flags += ["--reps", str(args.reps)]
     cut = case_args.index("--") if "--" in case_args else len(case_args)
     case_args = [*case_args[:cut], *flags, *case_args[cut:]]  # after the case's own flags: these win
+    provenance = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": commit(),
+        "machine": machine_line(),
+        "command": shlex.join(["python", f"scripts/bench/{case.script}", *map(shown_path, case_args)]),
+        "suite_options": suite_options(args),  # run.py <these> --cases <name> re-runs the case
+        "tiny": args.tiny,
+    }
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(HERE / case.script), "--json", str(out), *case_args]
@@ -162,11 +244,50 @@ def run_case(case: Case, args: argparse.Namespace) -> dict:
                 env={**os.environ, "PYTHONWARNINGS": "ignore"},
             )
         except subprocess.TimeoutExpired:
-            return {"error": f"timed out after {case.timeout_s} s"}
+            return {"error": f"timed out after {case.timeout_s} s", "provenance": provenance}
         elapsed = round(time.perf_counter() - start, 1)
         if proc.returncode != 0 or not out.is_file():
-            return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}", "case_wall_s": elapsed}
-        return {**json.loads(out.read_text()), "case_wall_s": elapsed}
+            return {
+                "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}",
+                "case_wall_s": elapsed,
+                "provenance": provenance,
+            }
+        result = json.loads(out.read_text())
+        return {
+            "load_before": load_before,
+            "load_after": load_average(),
+            **result,  # a case's own load figures (around its timed part) win
+            "case_wall_s": elapsed,
+            "provenance": provenance,
+        }
+
+
+def commit() -> str:
+    """The checkout's git commit (marked when tracked files have uncommitted changes)."""
+    with contextlib.chdir(REPO):
+        return git_commit()
+
+
+def shown_path(arg: str) -> str:
+    """An argument as the page shows it: a path inside or beside the checkout made relative to the checkout."""
+    prefix, sep, value = arg.rpartition("=") if "=" in arg else ("", "", arg)
+    if value.startswith("/") and Path(value).is_relative_to(REPO.parent):
+        value = os.path.relpath(value, REPO)
+    return prefix + sep + value
+
+
+def suite_options(args: argparse.Namespace) -> str:
+    """The options of this run.py invocation that shape a case's result (``--cases`` aside)."""
+    cmd = ["--out", shown_path(str(Path(args.out).resolve()))]
+    if args.device != "cpu":
+        cmd += ["--device", args.device]
+    if args.reps is not None:
+        cmd += ["--reps", str(args.reps)]
+    if args.scale != 1:
+        cmd += ["--scale", f"{args.scale:g}"]
+    if args.tiny:
+        cmd.append("--tiny")
+    return shlex.join(cmd)
 
 
 def selected(names: list[str] | None, device: str) -> list[Case]:
@@ -184,7 +305,8 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--out", required=True, help="folder for bench.json and bench.md")
+    parser.add_argument("--out", default="outputs/bench", help="folder for bench.json and bench.md (git-ignored)")
+    parser.add_argument("--fresh", action="store_true", help="drop the cases of an earlier bench.json in --out")
     parser.add_argument("--cases", nargs="+", help="case names or prefixes (default: all)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: the loop cases on the GPU")
     parser.add_argument("--reps", type=int, help="timed repetitions of the loop cases (default: each case's)")
@@ -204,6 +326,9 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cases": {},
     }
+    earlier = out / "bench.json"
+    if earlier.is_file() and not args.fresh:  # the cases run before keep their results (each with its provenance)
+        results["cases"] = json.loads(earlier.read_text()).get("cases", {})
     for case in selected(args.cases, args.device):
         result = run_case(case, args)
         results["cases"][case.name] = {**result, "targets": case.targets}

@@ -11,6 +11,13 @@ repetitions of one invocation, in CPU time of this process (on a machine shared 
 counts the time the process waits for a core; wall-time ratios are listed too); absolute times depend on the
 machine and its load (reported).
 
+With ``compile=true`` the single runs train compiled (``torch.compile`` of the loss) and the stacked run eagerly
+(seed-parallel training does not compile): the comparison of a user's two choices. The untimed warm-up single
+run then pays the one-off compile; it is reported (``first_single_run_s``: its seconds, compile included)
+and left out of the ratio. Memory: one fresh process per S (and S = 1) builds the stacked members and trains
+them ``--memory-steps`` steps; its peak RSS, less that of S = 1, is what the S - 1 further members cost (it
+should grow no more than linearly in S). The peak RSS of the timing process is listed too (it only grows).
+
     python scripts/bench/seed_parallel.py --members 5 20 --steps 300 -- data.batch_size=128
     python scripts/bench/seed_parallel.py --members 5 20 --steps 200 -- experiment=ivae compile=false
 """
@@ -18,10 +25,14 @@ machine and its load (reported).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from common import load_average, machine, peak_rss_mb, write_result
 from vaelab.config import compose_config
@@ -54,11 +65,47 @@ def single_run_seconds(overrides: list[str], seed: int, workdir: str) -> tuple[f
     return timed(lambda: run.trainer.fit(run.module, datamodule=run.datamodule))
 
 
+def rss_mb() -> float:
+    """This process's resident set size now, MB (10^6 bytes); 0 where /proc is missing."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    import resource
+
+    return round(pages * resource.getpagesize() / 1e6, 1)
+
+
+def memory_probe(overrides: list[str], members: int) -> dict:
+    """In this (fresh) process: the resident set before building `members` stacked members and the peak after
+    training them (their optimizer states and activations included), MB."""
+    with tempfile.TemporaryDirectory() as workdir:
+        cfg = compose_config(overrides, output_dir=f"{workdir}/stacked")
+        before = rss_mb()
+        built: list = []
+        for s in range(members):
+            shared = built[0] if built else None  # one copy of the data, as train_seeds builds them
+            built.append(build_member(cfg, s, f"{cfg.paths.output_dir}/seed_{s}", data_from=shared))
+        SeedParallelLoop(built).fit()
+    return {"members": members, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+
+
+def probe_in_subprocess(overrides: list[str], members: int, steps: int) -> dict:
+    """memory_probe of `members` in a fresh process (a process's peak RSS only grows)."""
+    cmd = [sys.executable, __file__, "--memory-probe", str(members), "--steps", str(steps), "--", *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def stacked_seconds(overrides: list[str], members: int, workdir: str) -> tuple[float, float]:
-    """(CPU, wall) seconds of one seed-parallel loop over seeds 0 .. members - 1 (builds not timed)."""
+    """(CPU, wall) seconds of one seed-parallel loop over seeds 0 .. members - 1 (builds not timed; the
+    members share one copy of the data, as ``vaelab-train seeds=[...]`` builds them)."""
     cfg = compose_config(overrides, output_dir=f"{workdir}/stacked_{members}")
-    loop = SeedParallelLoop([build_member(cfg, s, f"{cfg.paths.output_dir}/seed_{s}") for s in range(members)])
-    return timed(loop.fit)
+    built: list = []
+    for s in range(members):
+        shared = built[0] if built else None  # one copy of the data, as train_seeds builds them
+        built.append(build_member(cfg, s, f"{cfg.paths.output_dir}/seed_{s}", data_from=shared))
+    return timed(SeedParallelLoop(built).fit)
 
 
 def main() -> None:
@@ -67,11 +114,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per seed")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (one single run and one stacked run each)")
     parser.add_argument("--json", help="write the result here too")
+    parser.add_argument("--memory-steps", type=int, default=20, help="steps of each memory probe (0: no probes)")
+    parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)  # internal: one probe, JSON on stdout
     parser.add_argument("overrides", nargs="*", help="config overrides (after --)")
     args = parser.parse_args()
     overrides = [*QUIET, f"trainer.max_steps={args.steps}", *args.overrides]
+    if args.memory_probe:
+        print(json.dumps(memory_probe(overrides, args.memory_probe)), flush=True)
+        return
+    memory = (
+        [probe_in_subprocess(args.overrides, s, args.memory_steps) for s in sorted({1, *args.members})]
+        if args.memory_steps > 0
+        else []
+    )
+    cfg = compose_config(overrides)
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as workdir:
-        single_run_seconds(overrides, 100, workdir)  # warm-up: Lightning imports parts of itself on first use
+        # warm-up, not in the ratios: Lightning imports parts of itself on first use; compile=true compiles here
+        first = single_run_seconds(overrides, 100, workdir)
         rows = []
         for members in args.members:
             pairs = [
@@ -88,17 +148,27 @@ def main() -> None:
                     "wall_ratios": [round(r, 2) for r in wall_ratios],
                     "single_run_cpu_s": [round(single[0], 3) for single, _ in pairs],
                     "stacked_cpu_s": [round(stacked[0], 3) for _, stacked in pairs],
+                    "single_run_wall_s": [round(single[1], 3) for single, _ in pairs],
+                    "stacked_wall_s": [round(stacked[1], 3) for _, stacked in pairs],
                     "peak_rss_mb": peak_rss_mb(),  # of the process so far: S grows along the rows
                 }
             )
     write_result(
         args.json,
         {
+            "kind": "seed_parallel",
             "case": "seed_parallel",
             "overrides": args.overrides,
+            "batch_size": int(cfg.data.batch_size),
+            "compile": bool(cfg.get("compile")),
             "steps": args.steps,
+            "reps": args.reps,
+            "threads": 1,
+            "first_single_run_s": {"cpu": round(first[0], 3), "wall": round(first[1], 3)},
             "rows": rows,
-            "load_average": load_average(),
+            "memory": memory,  # one fresh process per S (S = 1 the baseline): RSS before building, peak after
+            "load_before": load_before,
+            "load_after": load_average(),
             "machine": machine(),
         },
     )
