@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vaelab.config import compose_config
-from vaelab.reproduce import Runs, Setting, command, ivae, manifold, skip, sweep_dir
+from vaelab.reproduce import Runs, Setting, command, ivae, manifold, skip, stacked_seeds, sweep_dir
 from vaelab.reproduce.cli import choose, main, with_seeds
 from vaelab.reproduce.document import MARKER, write_page
 from vaelab.reproduce.rules import exact, mean_at_least
@@ -68,6 +68,20 @@ def test_command_is_a_seeded_resumable_multirun(tmp_path):
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
     } <= set(cmd)
+
+
+def test_seeds_of_a_stackable_setting_train_as_one_stacked_job(tmp_path):
+    """The seeds without a completed run train in one job (seeds=[...]) when the model stacks; one job per seed
+    when it does not, when fewer than two seeds are missing, or with stacking switched off."""
+    vae = Setting("vae", ["data.manifold_dim=3"], seeds=[0, 1, 2])
+    sa = Setting("sa", ["inference=sa"], seeds=[0, 1, 2])
+    write_run(tmp_path, vae, 1, active_dims=3)
+    runs = Runs(tmp_path, [vae, sa])
+    assert stacked_seeds(vae, runs) == [0, 2] and stacked_seeds(sa, runs) == []
+    write_run(tmp_path, vae, 0, active_dims=3)
+    assert stacked_seeds(vae, Runs(tmp_path, [vae])) == []  # one seed left: a job of its own
+    cmd = command(vae, tmp_path, n_jobs=2, stacked=[0, 2])
+    assert "seeds=[0,2]" in cmd and not any(c.startswith(("seed=", "hydra/launcher")) for c in cmd)
 
 
 def test_seeds_and_choice_of_settings():
@@ -211,7 +225,20 @@ def test_skip_table_pairs_each_skip_row_with_its_standard_row(tmp_path):
 def test_list_and_plan_print_the_commands_without_running(tmp_path, capsys):
     assert main(["ivae", "--list", "--only", "iVAE 2-D", "--seeds", "2", "--out", str(tmp_path)]) == 0
     listed = capsys.readouterr().out
-    assert "iVAE 2-D: vaelab-train -m experiment=ivae_2d seed=0,1" in listed
+    assert "iVAE 2-D: vaelab-train -m experiment=ivae_2d 'seeds=[0,1]'" in listed
+    per_seed = [
+        "ivae",
+        "--list",
+        "--only",
+        "iVAE 2-D",
+        "--seeds",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--one-process-per-seed",
+    ]
+    assert main(per_seed) == 0
+    assert "iVAE 2-D: vaelab-train -m experiment=ivae_2d seed=0,1" in capsys.readouterr().out
     assert main(["manifold", "--plan", "--only", "T0 VAE r=2"]) == 0
     assert "[T0] T0 VAE r=2:" in capsys.readouterr().out and not any(tmp_path.iterdir())
 

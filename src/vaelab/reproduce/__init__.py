@@ -117,10 +117,14 @@ class Runs:
         return json.loads((sweep_dir(self.out, setting) / run.path / "metrics.json").read_text())
 
 
-def command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ()) -> list[str]:
+def command(
+    setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = (), stacked: Sequence[int] = ()
+) -> list[str]:
     """The ``vaelab-train -m`` command line of one setting: its overrides, `extra`, its seeds, its sweep
-    folder, skip_completed and (n_jobs > 1) the joblib launcher."""
-    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs > 1 else []
+    folder, skip_completed and (n_jobs > 1) the joblib launcher. `stacked`: these seeds train in one job as
+    one stacked model (``seeds=[...]``, vaelab.seed_parallel) instead of one job per seed."""
+    seeds = [f"seeds=[{','.join(map(str, stacked))}]"] if stacked else [f"seed={','.join(map(str, setting.seeds))}"]
+    launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"] if n_jobs > 1 and not stacked else []
     return [
         sys.executable,
         "-m",
@@ -128,7 +132,7 @@ def command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ())
         "-m",
         *setting.overrides,
         *extra,
-        f"seed={','.join(map(str, setting.seeds))}",
+        *seeds,
         f"hydra.sweep.dir={sweep_dir(out, setting)}",
         "skip_completed=true",
         "callbacks.progress_bar=null",
@@ -136,16 +140,34 @@ def command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ())
     ]
 
 
-def shown_command(setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = ()) -> str:
+def shown_command(
+    setting: Setting, out: Path, n_jobs: int, extra: Sequence[str] = (), stacked: Sequence[int] = ()
+) -> str:
     """command() as one would type it: ``vaelab-train -m ...``."""
-    return shlex.join(["vaelab-train", *command(setting, out, n_jobs, extra)[3:]])
+    return shlex.join(["vaelab-train", *command(setting, out, n_jobs, extra, stacked)[3:]])
 
 
-def run_setting(setting: Setting, out: Path, n_jobs: int = 1, extra: Sequence[str] = ()) -> int:
+def stacked_seeds(setting: Setting, runs: Runs, extra: Sequence[str] = ()) -> list[int]:
+    """The seeds of `setting` to train as one stacked model: those without a completed run (a study run
+    again trains what is missing), when there are at least two and the composed config can train
+    seed-parallel; [] otherwise (one job per seed)."""
+    from vaelab.config import compose_config
+    from vaelab.seed_parallel.runs import stacking_refusal
+
+    missing = [s for s in setting.seeds if s not in runs.completed(setting)]
+    if len(missing) < 2 or stacking_refusal(compose_config([*setting.overrides, *extra])) is not None:
+        return []
+    return missing
+
+
+def run_setting(
+    setting: Setting, out: Path, n_jobs: int = 1, extra: Sequence[str] = (), stacked: Sequence[int] = ()
+) -> int:
     """Runs (or finishes) one setting's multirun; a failing job does not stop the others. Returns the exit
     code of the multirun."""
-    print(f"[{time.strftime('%H:%M:%S')}] {setting.label}: {shown_command(setting, out, n_jobs, extra)}", flush=True)
-    proc = subprocess.run(command(setting, out, n_jobs, extra), capture_output=True, text=True)
+    shown = shown_command(setting, out, n_jobs, extra, stacked)
+    print(f"[{time.strftime('%H:%M:%S')}] {setting.label}: {shown}", flush=True)
+    proc = subprocess.run(command(setting, out, n_jobs, extra, stacked), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         print(f"  exit {proc.returncode}: " + " | ".join(tail), flush=True)

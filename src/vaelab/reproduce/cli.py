@@ -1,11 +1,13 @@
 """``vaelab-reproduce <study> [options] [overrides]``: run a paper reproduction and write its results page.
 
 Every setting of the study is one resumable ``vaelab-train -m`` multirun over its seeds in its own folder under
-``--out`` (default ``outputs/reproduce/<study>``, ``$VAELAB_LOG_DIR`` instead of ``outputs``); running again
-finishes what is missing, ``--table-only`` rebuilds the page from the run files. The page (tables, verdicts,
-failures, figures, commands, git commit, date, machine) goes to ``<out>/table.md`` and to ``--doc`` (default
-``docs/results/<study>.md`` with its figures in ``docs/results/figures/``; not written by ``--full``,
-``--smoke`` or ``--only`` unless ``--doc`` is given). The exit code is 1 when the study fails.
+``--out`` (default ``outputs/reproduce/<study>``, ``$VAELAB_LOG_DIR`` instead of ``outputs``); the seeds of a
+setting whose model stacks (vaelab.seed_parallel) train in one job as one stacked model, ``seeds=[...]``
+(``--one-process-per-seed``: a job per seed); running again finishes what is missing, ``--table-only`` rebuilds the
+page from the run files. The page (tables, verdicts, failures, figures, commands, git commit, date, machine) goes to
+``<out>/table.md`` and to ``--doc`` (default ``docs/results/<study>.md`` with its figures in
+``docs/results/figures/``; not written by ``--full``, ``--smoke`` or ``--only`` unless ``--doc`` is given). The exit
+code is 1 when the study fails.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from vaelab.reproduce import Runs, Setting, run_setting, shown_command, sweep_dir
+from vaelab.reproduce import Runs, Setting, run_setting, shown_command, stacked_seeds, sweep_dir
 from vaelab.reproduce.document import provenance, write_page
 from vaelab.reproduce.plan import plan, smoke
 from vaelab.reproduce.study import Study
@@ -78,6 +80,12 @@ def parser(study: Study) -> argparse.ArgumentParser:
         default=None,
         help="jobs of one setting at once (default min(--n-jobs, seeds)); with fewer than --n-jobs, "
         "settings run side by side",
+    )
+    p.add_argument(
+        "--one-process-per-seed",
+        action="store_true",
+        help="train each seed in its own job (default: the seeds of a setting whose model stacks train in one "
+        "job as one stacked model, seeds=[...])",
     )
     p.add_argument("--out", type=Path, default=None, help=f"sweeps folder (default outputs/reproduce/{study.name})")
     p.add_argument(
@@ -149,7 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = args.doc or (None if full or args.smoke or args.only else Path("docs") / "results" / f"{name}.md")
     per_setting = args.jobs_per_setting or min(args.n_jobs, max(len(s.seeds) for s in chosen))
     sweeps = one_per_sweep(chosen, out)
-    commands = [shown_command(s, out, per_setting, args.overrides) for s in sweeps]
+    runs = Runs(out, settings)
+    stacked = {
+        s.label: [] if args.one_process_per_seed or args.table_only else stacked_seeds(s, runs, args.overrides)
+        for s in ([] if args.plan else sweeps)
+    }
+    commands = [shown_command(s, out, per_setting, args.overrides, stacked.get(s.label, [])) for s in sweeps]
 
     if args.list:
         print("\n".join(f"{s.label}: {c}" for s, c in zip(sweeps, commands, strict=True)))
@@ -159,10 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(plan(sweeps, args.overrides)))
         return 0
     if not args.table_only:
-        with ThreadPoolExecutor(max(1, args.n_jobs // per_setting)) as pool:
-            list(pool.map(lambda s: run_setting(s, out, per_setting, args.overrides), sweeps))
+        one_job_each = all(stacked[s.label] for s in sweeps)  # a stacked setting is one job on one core
+        with ThreadPoolExecutor(args.n_jobs if one_job_each else max(1, args.n_jobs // per_setting)) as pool:
+            list(pool.map(lambda s: run_setting(s, out, per_setting, args.overrides, stacked[s.label]), sweeps))
 
-    runs = Runs(out, settings)
+    runs = Runs(out, settings)  # read again: the runs just made
     page_dir = doc.parent if doc else out
     figures = study.figures(chosen, runs, page_dir / "figures")
     invocation = shlex.join(["vaelab-reproduce", name, *rest])
