@@ -1,18 +1,45 @@
-"""bench.json -> Markdown tables (one per kind of case), with each target and whether it was met.
+"""bench.json -> Markdown tables (one per kind of case), with each target and whether it was met; and the
+generated part of docs/performance.md.
 
-python scripts/bench/report.py bench/bench.json      # prints the tables again
+    python scripts/bench/report.py outputs/bench/bench.json                              # prints bench.md again
+    python scripts/bench/report.py outputs/bench/bench.json --page docs/performance.md   # rewrites the page's tables
+
+With ``--page`` the part of the page above vaelab's regeneration marker (the one docs/results/*.md use) is
+replaced by one table per benchmark, each with its machine, load, date, git commit and the command that re-runs
+it; what follows the marker (the hand-written analysis) is kept. Several bench.json files may be given (the
+later one wins for a case in both).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import shlex
 from pathlib import Path
+
+from vaelab.reproduce.document import MARKER, write_page
 
 
 def _range(s: dict, fmt: str = "{:.3g}") -> str:
     """'median (min-max)' of a summary dict."""
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+
+
+def _seconds(s: dict | None) -> str:
+    """'median (min-max)' seconds, or '?' where the result has none."""
+    return _range(s) if s else "?"
+
+
+def _at_least(value: float, limit: float | None) -> str:
+    if limit is None:
+        return "-"
+    return f">= {limit:g}: {'met' if value >= limit else 'MISSED'}"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _verdict(value: float, limit: float | None, fmt: str = "{:g}") -> str:
@@ -28,13 +55,15 @@ def _load(r: dict) -> str:
 
 def _loop(rows: dict) -> list[str]:
     lines = [
-        "| case | device | batch | steps | hand (steps/s) | vaelab (steps/s) | ratio, median of pairs "
-        "(min-max) | ratio of minima | target | load before/after |",
-        "|" + "---|" * 10,
+        "| case | device | batch | steps | hand (s) | vaelab (s) | hand (steps/s) | vaelab (steps/s) | ratio, "
+        "median of pairs (min-max) | ratio of minima | target | load before/after |",
+        "|" + "---|" * 12,
     ]
     for name, r in rows.items():
+        seconds = r.get("seconds", {})
         lines.append(
-            f"| {name} | {r['device']} | {r['batch_size']} | {r['steps']} | {r['steps_per_s']['hand']:.0f}"
+            f"| {name} | {r['device']} | {r['batch_size']} | {r['steps']} | {_seconds(seconds.get('hand'))} | "
+            f"{_seconds(seconds.get('vaelab'))} | {r['steps_per_s']['hand']:.0f}"
             f" | {r['steps_per_s']['vaelab']:.0f} | {_range(r['ratio'])} | {r['ratio_of_minima']:.3f} | "
             f"{_verdict(r['ratio']['median'], r['targets'].get('ratio') if r['device'] == 'cpu' else None)} | "
             f"{_load(r)} |"
@@ -84,6 +113,141 @@ def _sweep(r: dict) -> list[str]:
     return lines
 
 
+def _seed_parallel(rows: dict) -> list[str]:
+    lines = [
+        "| case | overrides | batch | single runs | S | steps per seed | single run (CPU s) | stacked S (CPU s) | "
+        "seed throughput S x single / stacked, CPU, median (min-max) | same, wall time, median | target | "
+        "load before/after |",
+        "|" + "---|" * 12,
+    ]
+    notes = []
+    for name, r in rows.items():
+        limit = r.get("targets", {}).get("seed_ratio_s5")
+        for row in r["rows"]:
+            ratio = {"median": row["seed_throughput_ratio"], "min": min(row["ratios"]), "max": max(row["ratios"])}
+            target = _at_least(ratio["median"], limit if row["members"] == 5 else None)
+            lines.append(
+                f"| {name} | {' '.join(r['overrides']) or '(defaults)'} | {r['batch_size']} | "
+                f"{'compiled' if r['compile'] else 'eager'} | {row['members']} | {r['steps']} | "
+                f"{_median(row['single_run_cpu_s']):.3g} | {_median(row['stacked_cpu_s']):.3g} | "
+                f"{_range(ratio, '{:.2f}')} | {_median(row['wall_ratios']):.2f} | {target} | {_load(r)} |"
+            )
+        if r["compile"] and r.get("first_single_run_s") and r["rows"]:
+            first, later = r["first_single_run_s"], _median(r["rows"][0]["single_run_cpu_s"])
+            notes.append(
+                f"{name}: the single runs are compiled (compile=true), the stacked members eager. The one-off compile "
+                f"is not in the ratios: the first (warm-up) single run took {first['cpu']:.1f} s CPU "
+                f"({first['wall']:.1f} s wall) against {later:.2f} s CPU for a later one, so about "
+                f"{first['cpu'] - later:.0f} s CPU of compiling, once per process."
+            )
+    return lines + (["", *notes] if notes else [])
+
+
+def _linear(probes: list[dict]) -> list[tuple[dict, float | None, str]]:
+    """(probe, growth over S = 1, verdict) per probe of one case: each step in S may add no more than linearly
+    (the MB per further member at the larger S at most that at the smaller S, + 10 MB of allocator noise)."""
+    probes = sorted(probes, key=lambda p: p["members"])
+    base = next((p["peak_rss_mb"] for p in probes if p["members"] == 1), None)
+    out, previous = [], None
+    for probe in probes:
+        if base is None or probe["members"] == 1:
+            out.append((probe, None, "-"))
+            continue
+        growth = probe["peak_rss_mb"] - base
+        verdict = "-"
+        if previous is not None:
+            allowed = previous[1] * (probe["members"] - 1) / (previous[0] - 1) + 10
+            verdict = f"linear: {'met' if growth <= allowed else 'MISSED'} (<= {allowed:.0f} MB)"
+        out.append((probe, growth, verdict))
+        previous = (probe["members"], growth)
+    return out
+
+
+def _memory(rows: dict) -> list[str]:
+    lines = [
+        "| case | S | peak RSS (MB) | above S = 1 (MB) | per further member (MB) | growth in S |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        for probe, growth, verdict in _linear(r.get("memory", [])):
+            per = f"{growth / (probe['members'] - 1):.1f}" if growth is not None else "-"
+            above = f"{growth:.0f}" if growth is not None else "-"
+            lines.append(f"| {name} | {probe['members']} | {probe['peak_rss_mb']:.0f} | {above} | {per} | {verdict} |")
+    return lines if len(lines) > 2 else []
+
+
+def _provenance(cases: dict[str, dict]) -> list[str]:
+    """Where a table's numbers come from: machine and commit (once when the cases share them), the run.py command
+    that re-runs them, and each case's date and own command."""
+    prov = {name: r.get("provenance", {}) for name, r in cases.items()}
+    shared, lines = {}, []
+    for key, label in (("machine", "Machine"), ("commit", "Git commit")):
+        values = {p.get(key, "not recorded") for p in prov.values()}
+        if len(values) == 1:
+            shared[key] = values.pop()
+            lines.append(f"{label}: {shared[key]}  ")
+    options = {p.get("suite_options") for p in prov.values()}
+    one_command = len(options) == 1 and None not in options
+    if one_command:
+        lines.append(f"Re-run: `python scripts/bench/run.py {next(iter(options))} --cases {' '.join(cases)}`  ")
+    lines.append("Each case, its date and its own command:")
+    lines.append("")
+    for name, p in prov.items():
+        extra = [f"{p[key]}" for key in ("machine", "commit") if key not in shared and key in p]
+        if "suite_options" in p and not one_command:
+            extra.append(f"`python scripts/bench/run.py {p['suite_options']} --cases {name}`")
+        tiny = " (TINY sizes: a check that it runs, not a measurement)" if p.get("tiny") else ""
+        lines.append(
+            f"- {name}: {p.get('date', 'date not recorded')}{tiny}; "
+            + "; ".join([*extra, f"`{p['command']}`" if "command" in p else "command not recorded"])
+        )
+    return lines
+
+
+SECTIONS = (  # (kind, title, table), in the order of the page
+    ("loop", "Training loop: vaelab against a hand-written loop", _loop),
+    ("seed_parallel", "Seed-parallel training: S seeds as one stacked model against S single runs", _seed_parallel),
+    ("diagnostics", "Cost of each diagnostic", None),
+    ("default_run", "Default runs: diagnostics share and peak memory", _default_runs),
+    ("sweep", "Sweep throughput by launcher", None),
+)
+ONE_PER_CASE = {"diagnostics": _diagnostics, "sweep": _sweep}  # a table per case of these kinds
+
+
+def sections(results: dict, level: str = "##", provenance: bool = False) -> list[str]:
+    """A section per kind of case (its table; with `provenance`, where its numbers come from); then the cases
+    skipped or failed."""
+    kinds: dict[str, dict] = {}
+    other = []
+    for name, r in results["cases"].items():
+        if "kind" in r:
+            kinds.setdefault(r["kind"], {})[name] = r
+        else:
+            other.append(f"- {name}: {'skipped: ' + r['skipped'] if 'skipped' in r else 'ERROR: ' + r['error']}")
+    lines: list[str] = []
+    for kind, title, table in SECTIONS:
+        if kind not in kinds:
+            continue
+        lines += [f"{level} {title}", ""]
+        if table is not None:
+            lines += [*table(kinds[kind]), ""]
+        else:
+            for r in kinds[kind].values():
+                lines += [*ONE_PER_CASE[kind](r), ""]
+        if kind == "seed_parallel" and (memory := _memory(kinds[kind])):
+            lines += [
+                "Peak memory against S (one fresh process per S trains the stacked members; S = 1 is the baseline):",
+                "",
+                *memory,
+                "",
+            ]
+        if provenance:
+            lines += [*_provenance(kinds[kind]), ""]
+    if other:
+        lines += [f"{level} Not measured", "", *other, ""]
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The whole report: a header on the machine, then a table per kind; skipped and failed cases listed."""
     m = results["machine"]
@@ -96,29 +260,58 @@ def markdown(results: dict) -> str:
         f"Python {m['python']}; load average at start {load}; suite wall time "
         f"{results.get('suite_wall_s', '?')} s. Load above the core count = other processes competed for "
         "the CPU: timings are then noisy (ratios of back-to-back pairs less so).",
+        "",
     ]
-    kinds: dict[str, dict] = {}
-    other = []
-    for name, r in results["cases"].items():
-        if "kind" in r:
-            kinds.setdefault(r["kind"], {})[name] = r
-        else:
-            other.append(f"- {name}: {'skipped: ' + r['skipped'] if 'skipped' in r else 'ERROR: ' + r['error']}")
-    sections = []
-    if "loop" in kinds:
-        sections += ["## Training loop: vaelab vs a hand-written loop", "", *_loop(kinds["loop"])]
-    if "diagnostics" in kinds:
-        for r in kinds["diagnostics"].values():
-            sections += ["", "## Diagnostics: time per metric", "", *_diagnostics(r)]
-    if "default_run" in kinds:
-        sections += ["", "## Default runs: diagnostics share and peak memory", "", *_default_runs(kinds["default_run"])]
-    if "sweep" in kinds:
-        for r in kinds["sweep"].values():
-            sections += ["", "## Sweep throughput", "", *_sweep(r)]
-    if other:
-        sections += ["", "## Not measured", "", *other]
-    return "\n".join(head + [""] + sections) + "\n"
+    return "\n".join(head + sections(results)).rstrip("\n") + "\n"
+
+
+PAGE_HEAD = """# Performance
+
+How fast vaelab trains and evaluates, as its benchmark suite ([scripts/bench](../scripts/bench)) measures it.
+Everything down to the marker below is generated: `python scripts/bench/run.py` writes its results to
+`outputs/bench/bench.json` (run outputs: git-ignored, never committed) and `{command}` writes them here, so a
+table changes only when its benchmark is re-run. Each table says its machine, load, date, git commit and the
+command that re-runs it. A load average above the core count means other jobs competed for the CPU: absolute
+times are then slow and noisy, ratios of runs paired within one invocation much less so. The design, how the
+suite measures, and what the numbers mean are written by hand below the tables.
+"""
+
+
+def merged(paths: list[Path]) -> dict:
+    """The bench.json files at `paths` as one (a later file's case replaces an earlier one's)."""
+    results: dict = {"cases": {}}
+    for path in paths:
+        data = json.loads(path.read_text())
+        results = {**results, **{k: v for k, v in data.items() if k != "cases"}, "cases": results["cases"]}
+        results["cases"].update(data.get("cases", {}))
+    return results
+
+
+def page(results: dict, command: str) -> str:
+    """The generated part of docs/performance.md (above the marker)."""
+    return PAGE_HEAD.format(command=command) + "\n" + "\n".join(sections(results, "##", provenance=True))
+
+
+def write_performance_page(results: dict, path: Path, command: str) -> None:
+    """Replaces the part of the page at `path` above MARKER by `page(results)`, keeping what follows MARKER."""
+    if path.is_file() and MARKER not in path.read_text():
+        raise SystemExit(f"{path} has no marker line {MARKER!r}: add it above the hand-written part first")
+    write_page(path, page(results, command))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", type=Path, help="bench.json file(s) written by run.py")
+    parser.add_argument("--page", type=Path, help="write the tables above the marker of this page")
+    args = parser.parse_args()
+    results = merged(args.results)
+    if args.page is None:
+        print(markdown(results), end="")
+        return
+    command = shlex.join(["python", "scripts/bench/report.py", *map(str, args.results), "--page", str(args.page)])
+    write_performance_page(results, args.page, command)
+    print(f"wrote the tables of {args.page} from {len(results['cases'])} cases", flush=True)
 
 
 if __name__ == "__main__":
-    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
+    main()
