@@ -211,9 +211,10 @@ def test_parallel_multirun_then_summarize(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multiruns").glob("*/*")
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and p.name != "tensorboard")  # events: there
     assert jobs[0].startswith("0_") and "data.manifold_dim=1" in jobs[0] and "seed=0" in jobs[0]
-    assert len(jobs) == 4 and all((sweep / j / "tensorboard").is_dir() for j in jobs)
+    assert len(jobs) == 4 and all((sweep / j / "tensorboard" / "WHERE.txt").is_file() for j in jobs)
+    assert len(list((sweep / "tensorboard").iterdir())) == 4  # one short-named TensorBoard run per job
     metrics = [json.loads((sweep / j / "metrics.json").read_text()) for j in jobs]
     assert sorted((m["true_manifold_dim"], m["seed"]) for m in metrics) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert (sweep / "summary.md").exists()  # written by the end-of-sweep report

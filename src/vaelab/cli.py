@@ -18,6 +18,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from vaelab.entry import INTERRUPTED, interrupted_before_job_line
 from vaelab.errors import ConfigError, RunExistsError
 from vaelab.run_dir import LAST_CKPT, existing_run_message
 from vaelab.run_record import RUN_CONTROL_KEYS, read_metrics
@@ -175,7 +176,8 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"  converged: {'yes' if result['converged'] else 'NO'} ({result['convergence']['reason']})")
     if result.get("gamma_at_floor"):
         lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
-    lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, tensorboard/)")
+    where = f"TensorBoard: {result['tensorboard_dir']}" if result.get("tensorboard_dir") else "tensorboard/"
+    lines.append(f"  run dir: {result.get('run_dir')}  (metrics.json, checkpoints/, {where})")
     return "\n".join(lines)
 
 
@@ -252,17 +254,8 @@ def run_reporting_errors(main: Callable[[], Any]) -> None:
         prepare_command_line()
         main()
     except KeyboardInterrupt:
-        multirun = "-m" in sys.argv or "--multirun" in sys.argv
-        print(
-            "vaelab-train: interrupted before a job started; "
-            + (
-                "finish the sweep by running it again with skip_completed=true hydra.sweep.dir=<its dir>"
-                if multirun
-                else "nothing was written: run the command again"
-            ),
-            file=sys.stderr,
-        )
-        sys.exit(128 + signal.SIGINT)
+        print(interrupted_before_job_line(sys.argv[1:]), file=sys.stderr)
+        sys.exit(INTERRUPTED)
     except (HydraException, OmegaConfBaseException) as err:
         if tracebacks:
             raise

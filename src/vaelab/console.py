@@ -4,10 +4,10 @@ Hydra job's ``train.log`` with their time.
 ``install()`` (at the start of every job, after Hydra configured logging) gives the ``vaelab`` logger a
 ConsoleHandler and keeps the other console handlers (Hydra's, on the root logger) from printing its records a
 second time; Hydra's file handler (``<run dir>/train.log``) keeps them all. On the console a record is its
-message alone: INFO on stdout, warnings and errors on stderr (``extra=STDERR`` moves an INFO line there),
-written around any open progress bar (tqdm.write); ``extra=FILE_ONLY`` keeps a line out of the console (the run's
-settings, each validation result: train.log holds them, the console stays short). Free of torch/Lightning
-imports.
+message alone, on stdout where Hydra's console handler printed them before (``extra=STDERR``: on stderr, as
+vaelab-train's own errors and interruptions are), written around any open progress bar (write_line);
+``extra=FILE_ONLY`` keeps a line out of the console (the run's settings, each validation result: train.log
+holds them, the console stays short). Free of torch/Lightning imports.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TextIO
 log = logging.getLogger("vaelab")
 
 FILE_ONLY = {"console": False}  # log.info(..., extra=FILE_ONLY): train.log only
-STDERR = {"stream": "stderr"}  # an INFO line on stderr (an interruption's notice)
+STDERR = {"stream": "stderr"}  # a line on stderr (vaelab-train's errors, an interruption)
 _bars_printed = 0.0  # when an open progress bar last drew, as of the last line written here
 
 
@@ -35,7 +35,7 @@ class ConsoleHandler(logging.Handler):
         if getattr(record, "console", True) is False:
             return
         try:
-            name = getattr(record, "stream", None) or ("stderr" if record.levelno >= logging.WARNING else "stdout")
+            name = getattr(record, "stream", None) or "stdout"
             write_line(self.format(record), getattr(sys, name))
         except Exception:
             self.handleError(record)

@@ -34,10 +34,10 @@ from vaelab.cli import (
     overrides,
     run_reporting_errors,
 )
-from vaelab.console import FILE_ONLY
+from vaelab.console import FILE_ONLY, STDERR
 from vaelab.console import install as install_console
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
-from vaelab.loggers import report_final
+from vaelab.loggers import place_tensorboard, report_final, write_pointer
 from vaelab.restarts import fit_restarts
 from vaelab.run_record import RunRecord, is_rank_zero, recording_failures
 from vaelab.validation import check_checkpoint, check_config, check_run_options, choice, probe_optimizer
@@ -51,6 +51,13 @@ KNOWN_NOISE = (
     r"The .srun. command is available on your system but is not used",  # SLURM installed, run outside it
 )  # a resumed run's own checkpoints
 log = logging.getLogger("vaelab")
+# where the job is, for the message of a Ctrl-C (vaelab.train.main): set as a run moves on
+STARTING, TRAINING, FINAL_EVALUATION = (
+    "during start-up, before training",
+    "during training",
+    "during the final evaluation, after training",
+)
+phase = {"now": STARTING}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -82,6 +89,7 @@ class Run:
     module: Any
     callbacks: list
     trainer: Any
+    tensorboard_dir: str | None = None  # a sweep job's TensorBoard folder, outside its run dir (vaelab.loggers)
 
     @property
     def convergence(self) -> Any:
@@ -145,6 +153,7 @@ def build(cfg: DictConfig) -> Run:
         compile_loss=bool(cfg.get("compile", False)),
     )
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    tensorboard_dir = place_tensorboard(cfg)  # a sweep job: <sweep dir>/tensorboard/<short name>
     loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     trainer = _instantiate(
         cfg.trainer,
@@ -154,7 +163,7 @@ def build(cfg: DictConfig) -> Run:
         gradient_clip_val=None,
         gradient_clip_algorithm=None,
     )
-    return Run(datamodule, model, module, callbacks, trainer)
+    return Run(datamodule, model, module, callbacks, trainer, tensorboard_dir)
 
 
 def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tuple[Run, Any]:
@@ -166,11 +175,15 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     if diagnostics is None:
         raise ConfigError("callbacks.diagnostics is missing: it computes the final metrics; restore it")
     fields = run_fields(run)
+    if run.tensorboard_dir is not None:
+        write_pointer(cfg.paths.output_dir, run.tensorboard_dir)
+        fields["tensorboard_dir"] = run.tensorboard_dir
     record.update(**fields)
     check_checkpoint(ckpt_path)
     log.info("vaelab: %s", start_line(cfg, fields, ckpt_path), extra=FILE_ONLY)
     if "startup_s" not in record.data:  # imports, data and model: reported apart from wall_time_s
         record.update(startup_s=round(time.perf_counter() - record.start, 3))
+    phase["now"] = TRAINING  # LastCheckpoint handles a signal from the first step on (RunInterrupted)
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
 
@@ -241,6 +254,7 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
         run, diagnostics = _fit(cfg, record, ckpt_path)
         restart_fields = {}
     trainer = run.trainer
+    phase["now"] = FINAL_EVALUATION
     metrics = final_metrics(trainer, run.module, diagnostics, run.convergence, run.module.gamma_floor_step)
     metrics |= restart_fields
     final = final_scalars(metrics)
@@ -259,19 +273,22 @@ def main(cfg: DictConfig) -> float:
     lists the failures. An interrupted job (SIGINT/SIGTERM) stops the whole process, after saving its
     checkpoint, with exit code 128 + signal; the message names the command that continues it."""
     install_console()  # vaelab's lines: on the console as before, and in the job's train.log
+    phase["now"] = STARTING
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     output_dir = cfg.paths.output_dir
     try:
         results = train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
     except RunInterrupted as err:
-        log.warning("vaelab-train: interrupted: %s; %s", err, continue_hint(output_dir, multirun))
+        log.warning("vaelab-train: interrupted: %s; %s", err, continue_hint(output_dir, multirun), extra=STDERR)
         if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
             return math.nan
         sys.exit(128 + err.signum)
-    except KeyboardInterrupt:  # before training (LastCheckpoint turns one during training into RunInterrupted)
-        log.warning(
-            "vaelab-train: interrupted during start-up, before training; %s", continue_hint(output_dir, multirun)
-        )
+    except (KeyboardInterrupt, SystemExit) as err:
+        # LastCheckpoint turns a signal during training into RunInterrupted; this is one before the first step,
+        # after training, or a second one (Lightning turns a Ctrl-C inside fit into SystemExit(1))
+        if isinstance(err, SystemExit) and not isinstance(err.__context__, KeyboardInterrupt):
+            raise
+        log.warning("vaelab-train: interrupted %s; %s", phase["now"], continue_hint(output_dir, multirun), extra=STDERR)
         sys.exit(128 + signal.SIGINT)
     except (ConfigError, DataError) as err:
         recorded = not isinstance(err, RunExistsError) and Path(output_dir, "metrics.json").is_file()
@@ -279,14 +296,14 @@ def main(cfg: DictConfig) -> float:
         if multirun:
             log.error("vaelab-train: %s failed: %s%s", job_label(), err, where)
             return math.nan
-        log.error("vaelab-train: error: %s%s", err, where)
+        log.error("vaelab-train: error: %s%s", err, where, extra=STDERR)
         sys.exit(2)
     except Exception as err:
         if not multirun:
             if not isinstance(err, DivergenceError):
                 log.error("vaelab-train: failed: %s: %s [%s]", type(err).__name__, err, output_dir, extra=FILE_ONLY)
                 raise  # a bug: its traceback
-            log.error("vaelab-train: diverged: %s [recorded in %s/metrics.json]", err, output_dir)
+            log.error("vaelab-train: diverged: %s [recorded in %s/metrics.json]", err, output_dir, extra=STDERR)
             sys.exit(1)
         log.error(
             "vaelab-train: %s %s: %s: %s [%s]",

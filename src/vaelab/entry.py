@@ -1,0 +1,39 @@
+"""The console scripts' first code, before Python loads Hydra, torch and Lightning (about a second): a Ctrl-C
+while they load ends in one line and exit code 130, as one at any later point does (vaelab.cli, vaelab.train).
+
+Only the interpreter's own start-up (the first ~0.1 s, before this module runs) is out of reach: a Ctrl-C
+there ends with Python's message.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+INTERRUPTED = 128 + signal.SIGINT  # the exit code of every interrupted vaelab-train (130)
+
+
+def interrupted_before_job_line(argv: list[str]) -> str:
+    """What ``vaelab-train`` says when Ctrl-C (or SIGTERM) stops it before a job started: nothing was written."""
+    if "-m" in argv or "--multirun" in argv:
+        return (
+            "vaelab-train: interrupted before a job started; finish the sweep by running it again with "
+            "skip_completed=true hydra.sweep.dir=<its dir>"
+        )
+    return "vaelab-train: interrupted before a job started; nothing was written: run the command again"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def train() -> None:
+    """``vaelab-train``: vaelab.train.cli, with a Ctrl-C (or SIGTERM) while the modules load reported in one
+    line."""
+    signal.signal(signal.SIGTERM, _terminate)  # as vaelab.cli.prepare_command_line sets it again
+    try:
+        from vaelab.train import cli
+    except KeyboardInterrupt:
+        print(interrupted_before_job_line(sys.argv[1:]), file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    cli()
