@@ -80,11 +80,22 @@ def test_the_summary_prints_every_final_metric_the_run_computed():
         "mcc": 0.912,
         "mi": 4.5,
         "iw_nll": 88.1,
-        "probe_accuracy": 0.93,
+        "mi_saturated": True,
+        "probe_accuracy_linear": 0.93,
+        "probe_accuracy_knn": 0.95,
+        "probe_accuracy_mlp": 0.96,
         "group_active_dims": [2, 3],
         "run_dir": "x",
     }
     summary = format_summary(result)
-    for text in ("mcc = 0.912", "mi = 4.5 nats", "iw_nll = 88.1 nats", "probe_accuracy = 0.93", "[2, 3]"):
+    for text in (
+        "mcc = 0.912",
+        "mi = 4.5 nats (saturated",
+        "iw_nll = 88.1 nats",
+        "probe_accuracy_linear = 0.93",
+        "probe_accuracy_knn = 0.95",
+        "probe_accuracy_mlp = 0.96",
+        "[2, 3]",
+    ):
         assert text in summary
     assert "mcc" not in format_summary({k: v for k, v in result.items() if k != "mcc"})

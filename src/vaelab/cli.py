@@ -148,7 +148,9 @@ FINAL_METRICS = (  # the evaluators' final numbers beyond the first lines, as me
     ("mi", " nats"),
     ("iw_nll", " nats"),
     ("iw_ppl", ""),
-    ("probe_accuracy", ""),
+    ("probe_accuracy_linear", ""),
+    ("probe_accuracy_knn", ""),
+    ("probe_accuracy_mlp", ""),
 )
 
 
@@ -167,7 +169,12 @@ def format_summary(result: dict[str, Any]) -> str:
         f"  {numbers}",
         "  sorted encoder variances: " + " ".join(f"{v:.2g}" for v in sorted(result["per_dim_encoder_var"])),
     ]
-    evaluated = "   ".join(f"{k} = {result[k]:.4g}{unit}" for k, unit in FINAL_METRICS if k in result)
+    evaluated = "   ".join(
+        f"{k} = {result[k]:.4g}{unit}"
+        + (" (saturated: near log N)" if k == "mi" and result.get("mi_saturated") else "")
+        for k, unit in FINAL_METRICS
+        if k in result
+    )
     if "group_active_dims" in result:
         evaluated = f"group_active_dims = {result['group_active_dims']}   " + evaluated
     if evaluated:
