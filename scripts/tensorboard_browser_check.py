@@ -373,7 +373,9 @@ def _board_findings(data: dict) -> list[str]:
     if exp:
         names = exp["hparams"]
         noise = [h for h in names if h.endswith("_target_") or h.endswith("dirpath") or h.endswith("_dir")]
-        if noise or (len(runs) > 1 and not exp["differing"]):
+        # a sweep logs only the keys that differ between its jobs (vaelab.loggers); TensorBoard marks none as
+        # differing then (each run brings its own experiment summary): many hparams and none marked is the noise
+        if noise or (len(runs) > 1 and not exp["differing"] and len(names) > 10):
             out.append(
                 f"HParams: {len(names)} hparams, {len(exp['differing'])} marked as differing between runs; "
                 f"{len(noise)} are class paths or folders (e.g. {', '.join(noise[:3])}); the table opens on "

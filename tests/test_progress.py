@@ -88,3 +88,32 @@ def test_context_progress_and_durations():
     assert set(evaluation.durations) == {"slow"} and evaluation.results() == {"x": 1.0}
     assert slow_evaluators({"iw_nll": 9.14, "mi": 2.4, "kl": 0.1}) == "iw_nll 9.1 s, mi 2.4 s"
     assert slow_evaluators({"kl": 0.1}) == ""
+
+
+def test_sa_refinement_counts_its_steps_in_the_posterior_pass(monkeypatch):
+    from vaelab import evaluation
+    from vaelab.data.spec import DataSpec
+    from vaelab.models.gaussian_vae import GaussianVAE
+    from vaelab.models.semi_amortized import SemiAmortized
+
+    seen = []
+
+    class Recording(Progress):
+        def update(self, n=1):
+            seen.append((self.label, self.unit, self.total, n))
+            super().update(n)
+
+    monkeypatch.setattr(evaluation, "Progress", Recording)
+    torch.manual_seed(0)
+    model = SemiAmortized(GaussianVAE(DataSpec("toy", (6,)), latent_dim=2), steps=3)
+    evaluation.collect_posterior(model, {"x": torch.randn(10, 6)}, batch_size=4, progress_mode="off", split_name="val")
+    # 3 chunks, each refining twice (encode, loss) for 3 steps: 18 SVI steps; the model lets go of the tracker
+    assert len(seen) == 18 and seen[0][:3] == ("posterior pass with 3 SA refinement steps (val)", "SVI step", 18)
+    assert model.progress is None
+    seen.clear()
+    evaluation.collect_posterior(model.base, {"x": torch.randn(10, 6)}, batch_size=4, split_name="val")
+    assert [(label, n) for label, _, _, n in seen] == [
+        ("posterior pass (val)", 4),
+        ("posterior pass (val)", 4),
+        ("posterior pass (val)", 2),
+    ]

@@ -44,23 +44,34 @@ def collect_posterior(
     model.eval()
     means, logvars, prior_means, prior_logvars, x_hats = [], [], [], [], []
     sums: dict[str, float] = {}
-    progress = Progress(n, pass_label(model, split_name), progress_mode, unit="pt")
-    with progress, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for start in range(0, n, batch_size):
-            batch = {k: v[start : start + batch_size].to(device, non_blocking=True) for k, v in split.items()}
-            q = model.encode(batch)
-            p = model.prior(batch)
-            means.append(q.mean)
-            logvars.append(q.logvar)
-            if p is not None:
-                prior_means.append(p.mean.expand_as(q.mean))
-                prior_logvars.append(p.logvar.expand_as(q.logvar))
-            if split["x"].is_floating_point():  # token ids (text) have no point reconstruction to compare
-                x_hats.append(model.reconstruction(model.decode(q.mean, batch)))
-            for name, value in model.loss(batch).items():
-                sums[name] = sums.get(name, 0.0) + float(value) * len(batch["x"])
-            progress.update(len(batch["x"]))
+    label = pass_label(model, split_name)
+    refining = "SA refinement" in label  # SA-VAE: the slow part is its SVI steps (encode and loss each refine)
+    if refining:
+        progress = Progress(2 * model.steps * -(-n // batch_size), label, progress_mode, unit="SVI step")
+        model.progress = progress  # told of each step
+    else:
+        progress = Progress(n, label, progress_mode, unit="pt")
+    try:
+        with progress, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for start in range(0, n, batch_size):
+                batch = {k: v[start : start + batch_size].to(device, non_blocking=True) for k, v in split.items()}
+                q = model.encode(batch)
+                p = model.prior(batch)
+                means.append(q.mean)
+                logvars.append(q.logvar)
+                if p is not None:
+                    prior_means.append(p.mean.expand_as(q.mean))
+                    prior_logvars.append(p.logvar.expand_as(q.logvar))
+                if split["x"].is_floating_point():  # token ids (text) have no point reconstruction to compare
+                    x_hats.append(model.reconstruction(model.decode(q.mean, batch)))
+                for name, value in model.loss(batch).items():
+                    sums[name] = sums.get(name, 0.0) + float(value) * len(batch["x"])
+                if not refining:
+                    progress.update(len(batch["x"]))
+    finally:
+        if refining:
+            model.progress = None
     model.train(was_training)
     cat = lambda ts: torch.cat(ts).cpu()  # noqa: E731
     prior = DiagonalGaussian(cat(prior_means), cat(prior_logvars)) if prior_means else None

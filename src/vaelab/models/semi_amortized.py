@@ -51,6 +51,7 @@ class SemiAmortized(LatentVariableModel):
         self.steps, self.lr, self.momentum, self.clip = steps, lr, momentum, clip
         self.end_to_end, self.refine_in_eval = end_to_end, refine_in_eval
         self.kl_weight = 1.0
+        self.progress = None  # set by vaelab.evaluation.collect_posterior: told of each refinement step
 
     def neg_elbo(self, batch: Batch, q: DiagonalGaussian) -> tuple[torch.Tensor, torch.Tensor]:
         """(-log p(x|z) at one z ~ q, KL(q || prior)) per example, each of shape (B,), in nats."""
@@ -92,6 +93,8 @@ class SemiAmortized(LatentVariableModel):
                 velocity_mean = self.momentum * velocity_mean + self._clipped(grad_mean)
                 velocity_logvar = self.momentum * velocity_logvar + self._clipped(grad_logvar)
                 mean, logvar = mean - self.lr * velocity_mean, logvar - self.lr * velocity_logvar
+                if self.progress is not None:
+                    self.progress.update(1)
         if create_graph:
             return DiagonalGaussian(mean, logvar)
         return DiagonalGaussian(mean.detach(), logvar.detach())
