@@ -62,6 +62,7 @@ class Case:
 
 SMALL_SYNTH = ("data.n_samples=2000",)
 SMALL_MNIST = ("data.n_train=1024", "data.n_val=512")
+MEMORY = ("--memory-members", "2", "10")  # the S values of the memory probes besides 1 and the timed ones
 CASES = (
     Case(
         "loop_synthetic_b1024",
@@ -123,7 +124,7 @@ CASES = (
     Case(
         "seed_parallel_synthetic_b128",
         "seed_parallel.py",
-        ("--members", "5", "20", "--steps", "300", "--", "data.batch_size=128"),
+        ("--members", "5", "20", "--steps", "300", *MEMORY, "--", "data.batch_size=128"),
         ("--members", "2", "--steps", "5", "--reps", "1", "--memory-steps", "2", "--", "data.batch_size=128"),
         needs=("src/vaelab/seed_parallel",),
         targets={"seed_ratio_s5": 2.0},
@@ -131,7 +132,7 @@ CASES = (
     Case(
         "seed_parallel_synthetic_b1024",
         "seed_parallel.py",
-        ("--members", "5", "20", "--steps", "150", "--", "data.batch_size=1024"),
+        ("--members", "5", "20", "--steps", "150", *MEMORY, "--", "data.batch_size=1024"),
         ("--members", "2", "--steps", "5", "--reps", "1", "--memory-steps", "2", "--", "data.batch_size=256"),
         needs=("src/vaelab/seed_parallel",),
         targets={"seed_ratio_s5": 1.0},
@@ -139,7 +140,7 @@ CASES = (
     Case(
         "seed_parallel_ivae_b64",
         "seed_parallel.py",
-        ("--members", "5", "20", "--steps", "200", "--", "experiment=ivae", "compile=false"),
+        ("--members", "5", "20", "--steps", "200", *MEMORY, "--", "experiment=ivae", "compile=false"),
         (
             "--members",
             "2",
@@ -155,12 +156,13 @@ CASES = (
             "data.points_per_segment=100",
         ),
         needs=("src/vaelab/seed_parallel", "conf/experiment/ivae.yaml"),
+        timeout_s=1500,
         targets={"seed_ratio_s5": 2.0},
     ),
     Case(  # the single runs compiled (compile=true), the stacked members eager: a user's two choices
         "seed_parallel_ivae_b64_compiled",
         "seed_parallel.py",
-        ("--members", "5", "20", "--steps", "200", "--", "experiment=ivae", "compile=true"),
+        ("--members", "5", "20", "--steps", "200", *MEMORY, "--", "experiment=ivae", "compile=true"),
         (
             "--members",
             "2",
@@ -218,6 +220,9 @@ def run_case(case: Case, args: argparse.Namespace) -> dict:
     flags = ["--device", args.device] if args.device != "cpu" else []
     if args.reps is not None and case.script in REPS_SCRIPTS and not args.tiny:
         flags += ["--reps", str(args.reps)]
+        if "--reps" in case_args:  # the case's own count gives way (one --reps in the recorded command)
+            at = case_args.index("--reps")
+            del case_args[at : at + 2]
     cut = case_args.index("--") if "--" in case_args else len(case_args)
     case_args = [*case_args[:cut], *flags, *case_args[cut:]]  # after the case's own flags: these win
     provenance = {

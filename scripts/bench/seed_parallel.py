@@ -2,7 +2,7 @@
 
 Both train the same config for the same ``--steps`` optimizer steps per seed on one thread
 (``torch_threads=1``), with validation, diagnostics and loggers out of the way (only the training steps are
-compared): the single runs are vaelab's own ``trainer.fit`` (built by ``vaelab.train.build``), the stacked run is
+compared): the single runs are vaelab's own ``trainer.fit`` (built by ``vaelab.build.build``), the stacked run is
 ``vaelab.seed_parallel``'s loop over seeds 0 .. S - 1. Builds are not timed. Each repetition times one single
 run and then the stacked run back to back (a shared machine's slow drifts cancel in their ratio); the
 sequential time of S seeds is S x the single run (runs of one config take the same time whatever the seed).
@@ -15,8 +15,9 @@ With ``compile=true`` the single runs train compiled (``torch.compile`` of the l
 (seed-parallel training does not compile): the comparison of a user's two choices. The untimed warm-up single
 run then pays the one-off compile; it is reported (``first_single_run_s``: its seconds, compile included)
 and left out of the ratio. Memory: one fresh process per S (and S = 1) builds the stacked members and trains
-them ``--memory-steps`` steps; its peak RSS, less that of S = 1, is what the S - 1 further members cost (it
-should grow no more than linearly in S). The peak RSS of the timing process is listed too (it only grows).
+them ``--memory-steps`` steps (``--memory-members``: more S values, for memory alone); its peak RSS, less that
+of S = 1, is what the S - 1 further members cost (it should grow no more than linearly in S). The peak RSS of
+the timing process is listed too (it only grows).
 
     python scripts/bench/seed_parallel.py --members 5 20 --steps 300 -- data.batch_size=128
     python scripts/bench/seed_parallel.py --members 5 20 --steps 200 -- experiment=ivae compile=false
@@ -35,10 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common import load_average, machine, peak_rss_mb, write_result
+from vaelab.build import build
 from vaelab.config import compose_config
 from vaelab.seed_parallel.members import build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
-from vaelab.train import build
 
 QUIET = [
     "torch_threads=1",
@@ -115,6 +116,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (one single run and one stacked run each)")
     parser.add_argument("--json", help="write the result here too")
     parser.add_argument("--memory-steps", type=int, default=20, help="steps of each memory probe (0: no probes)")
+    parser.add_argument(
+        "--memory-members", type=int, nargs="*", default=[], help="more S values for the memory probes alone"
+    )
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)  # internal: one probe, JSON on stdout
     parser.add_argument("overrides", nargs="*", help="config overrides (after --)")
     args = parser.parse_args()
@@ -123,7 +127,10 @@ def main() -> None:
         print(json.dumps(memory_probe(overrides, args.memory_probe)), flush=True)
         return
     memory = (
-        [probe_in_subprocess(args.overrides, s, args.memory_steps) for s in sorted({1, *args.members})]
+        [
+            probe_in_subprocess(args.overrides, s, args.memory_steps)
+            for s in sorted({1, *args.members, *args.memory_members})
+        ]
         if args.memory_steps > 0
         else []
     )
