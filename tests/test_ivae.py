@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from conftest import read_metrics
+from vaelab.build import build
 from vaelab.data.nonlinear_ica import NonlinearICAData, activation_fn, make_nonlinear_ica_data
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
 from vaelab.metrics import mcc
 from vaelab.models.ivae import IdentifiableVAE
-from vaelab.train import build, train
+from vaelab.train import train
 
 
 @pytest.mark.parametrize("distribution", ["gauss", "laplace"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, SHORT
+from vaelab.build import build
 from vaelab.errors import ConfigError, RunExistsError, RunInterrupted
 from vaelab.models.base import Batch
 from vaelab.run_record import RunRecord, read_metrics
@@ -22,7 +23,7 @@ from vaelab.seed_parallel.members import build_member
 from vaelab.seed_parallel.runs import _train
 from vaelab.seed_parallel.stacking import StackedModel
 from vaelab.seed_parallel.training import SeedParallelLoop
-from vaelab.train import build, train
+from vaelab.train import train
 
 VAE = [*SHORT, "trainer.max_epochs=2", "trainer.max_steps=20", "logger=none"]  # 12 steps per epoch
 IVAE = [
@@ -53,7 +54,7 @@ STEP_RTOL = 1e-4
 
 
 def single_run_losses(cfg) -> list[float]:
-    """The loss of every optimizer step of the single run `cfg` (vaelab.train.build, then trainer.fit)."""
+    """The loss of every optimizer step of the single run `cfg` (vaelab.build.build, then trainer.fit)."""
     run = build(cfg)
     losses, loss_fn = [], run.module._train_loss
 

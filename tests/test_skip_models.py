@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, SHORT
+from vaelab.build import build
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
 from vaelab.models.bernoulli_mlp import BernoulliMLPVAE
 from vaelab.models.pixelcnn import PixelCNNVAE
 from vaelab.models.semi_amortized import SemiAmortized
-from vaelab.train import build, train
+from vaelab.train import train
 from vaelab.training_module import KLWarmup
 
 IMAGES = DataSpec("images", (1, 8, 8), n_classes=10, x_range=(0.0, 1.0))

@@ -10,6 +10,7 @@ import torch
 
 from conftest import read_metrics
 from test_text_data import write_corpus
+from vaelab.build import build
 from vaelab.data.spec import DataSpec
 from vaelab.data.text import PAD, TextData
 from vaelab.diagnostics.base import run_evaluators
@@ -18,7 +19,7 @@ from vaelab.diagnostics.mutual_information import MutualInformation
 from vaelab.errors import ConfigError
 from vaelab.evaluation import evaluation_context
 from vaelab.models.text_vae import TextVAE
-from vaelab.train import build, train
+from vaelab.train import train
 
 WORDS = "alpha beta gamma delta eps zeta eta theta iota kappa".split()
 

@@ -15,8 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import EASY, SHARED_DATA, SHORT, read_metrics
+from vaelab.build import build
 from vaelab.errors import ConfigError, DataError, RunInterrupted
-from vaelab.train import build, train
+from vaelab.train import train
 from vaelab.training_module import require_cpp_compiler
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -21,9 +21,9 @@ import torch
 
 from common import load_average, summary, write_result
 from vaelab import metrics
+from vaelab.build import build
 from vaelab.config import compose_config
 from vaelab.evaluation import collect_posterior
-from vaelab.train import build
 
 
 def _built(overrides: list[str], threads: int):

@@ -24,9 +24,9 @@ import time
 import torch
 
 from common import load_average, summary, write_result
+from vaelab.build import build
 from vaelab.config import compose_config
 from vaelab.data.in_memory import GROUND_TRUTH_KEYS
-from vaelab.train import build
 
 
 def _sync(device: torch.device) -> None:

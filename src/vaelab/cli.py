@@ -1,7 +1,7 @@
 """The ``vaelab-train`` command line before and after Hydra: argument checks and rewriting (plugins, ``group=null``,
 ``resume=``, an existing ``hydra.run.dir``), the overrides a job records, and the summary printed at the end.
 
-Free of torch/Lightning imports: a command-line error is reported before they load (``vaelab.train.build`` loads
+Free of torch/Lightning imports: a command-line error is reported before they load (``vaelab.build.build`` loads
 them).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vaelab.entry import INTERRUPTED, interrupted_before_job_line
 from vaelab.errors import ConfigError, RunExistsError
@@ -289,3 +289,25 @@ def prepare_command_line() -> None:
         sys.exit(2)
     sys.argv[1:] = argv
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def start_line(cfg: DictConfig, fields: dict[str, Any], ckpt_path: str | None) -> str:
+    """The run's key settings in one line (train.log): directory, overrides, data, model, seed, length."""
+    length = {k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps") if cfg.trainer.get(k) not in (None, -1)}
+    settings = {
+        "data": fields.get("data"),
+        "model": fields.get("model"),
+        "latent_dim": fields.get("model_latent_dim"),
+        "seed": cfg.seed,
+        **{f"trainer.{k}": v for k, v in length.items()},
+        "restarts": cfg.get("restarts", 1) if int(cfg.get("restarts", 1)) > 1 else None,
+    }
+    said = " ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+    resumed = f"; resuming from {ckpt_path}" if ckpt_path else ""
+    return f"run {cfg.paths.output_dir}: {said}; overrides: {' '.join(overrides()) or 'none'}{resumed}"
+
+
+def member_line(result: dict[str, Any]) -> str:
+    """One line for a seed-parallel member that did not complete (it diverged alone; the others went on)."""
+    seed, status, error, where = (result.get(k, "") for k in ("seed", "status", "error", "run_dir"))
+    return f"vaelab: seed {seed}: {status}: {error} [{where}]"

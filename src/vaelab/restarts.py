@@ -35,7 +35,7 @@ def fit_restarts(
     cfg: DictConfig, record: RunRecord, fit: Callable[[DictConfig, RunRecord], tuple[Any, Any]]
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Trains ``cfg.restarts`` initialisations, each with ``fit(restart_cfg, record)`` (which returns the
-    ``vaelab.train.Run`` and its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json
+    ``vaelab.build.Run`` and its Diagnostics callback). Returns the kept run, its diagnostics and the metrics.json
     fields describing all K (``restarts``, ``restart_kept``, ``restart_kept_dir``; ``restarts`` is also written as
     each one ends)."""
     attempts, trained = [], []

@@ -3,8 +3,10 @@
 Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m key=a,b`` for a grid,
 ``vaelab-train --help`` for the config groups, ``vaelab-train --cfg job`` for the composed config.
 
-Around this module: the command line before Hydra (vaelab.cli), the config checks (vaelab.validation), the
-run-directory policy (vaelab.run_dir), restarts (vaelab.restarts), metrics.json (vaelab.run_record).
+Around this module: the command line before Hydra and the console lines (vaelab.cli), the config checks
+(vaelab.validation), the job's objects (vaelab.build), the run-directory policy (vaelab.run_dir), restarts
+(vaelab.restarts), what metrics.json says of a trained run (vaelab.outcome) and the file itself
+(vaelab.run_record).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import os
 import signal
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +27,25 @@ from omegaconf import DictConfig
 
 import vaelab.config  # noqa: F401  (registers the job-folder resolver used by conf/hydra)
 from vaelab import run_dir
+from vaelab.build import Run, build
 from vaelab.cli import (
     continue_hint,
     format_summary,
     job_label,
+    member_line,
     overrides,
     run_reporting_errors,
+    start_line,
 )
 from vaelab.console import FILE_ONLY, STDERR
 from vaelab.console import install as install_console
 from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
-from vaelab.loggers import place_tensorboard, report_final, write_pointer
+from vaelab.loggers import report_final, write_pointer
+from vaelab.outcome import final_metrics, final_scalars, run_fields
 from vaelab.restarts import fit_restarts
 from vaelab.run_record import RunRecord, is_rank_zero, recording_failures
-from vaelab.validation import check_checkpoint, check_config, check_run_options, choice, probe_optimizer
+from vaelab.validation import check_checkpoint, check_config, check_run_options
 
-# Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
-# has fewer iterations than log_every_n_steps (vaelab logs by optimizer step, several per iteration).
-KNOWN_NOISE = (
-    r".*LeafSpec.*",
-    r"The number of training batches .* is smaller than the logging interval",
-    r"Checkpoint directory .* exists and is not empty",
-    r"The .srun. command is available on your system but is not used",  # SLURM installed, run outside it
-)  # a resumed run's own checkpoints
 log = logging.getLogger("vaelab")
 # where the job is, for the message of a Ctrl-C (vaelab.train.main): set as a run moves on
 STARTING, TRAINING, FINAL_EVALUATION = (
@@ -80,92 +76,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return record.finish("completed", **_fit_and_test(cfg, record, start.ckpt_path))
 
 
-@dataclass
-class Run:
-    """Everything one training job needs, built (and so validated) from the config."""
-
-    datamodule: Any
-    model: Any
-    module: Any
-    callbacks: list
-    trainer: Any
-    tensorboard_dir: str | None = None  # a sweep job's TensorBoard folder, outside its run dir (vaelab.loggers)
-
-    @property
-    def convergence(self) -> Any:
-        """The Convergence callback, None when the config has none."""
-        from vaelab.convergence import Convergence
-
-        return next((c for c in self.callbacks if isinstance(c, Convergence)), None)
-
-
-def _instantiate(node: Any, *args: Any, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, re-raising vaelab's own errors unwrapped (their message is the whole story)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return instantiate(node, *args, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, (ConfigError, DataError)):
-            raise err.__cause__ from None
-        if isinstance(err.__cause__, MisconfigurationException):  # e.g. trainer=gpu without a GPU
-            group = getattr(node, "_key", lambda: "?")()
-            raise ConfigError(f"{choice(group)}: {err.__cause__}; pick another option, e.g. trainer=cpu") from None
-        raise
-
-
-def build(cfg: DictConfig) -> Run:
-    """Instantiates data, model, training module, callbacks, loggers and trainer; raises ConfigError/DataError
-    before any training when the config is invalid."""
-    import lightning as L  # imported here: `--help` and `--cfg` stay fast
-    import torch
-    from lightning.pytorch.callbacks import ProgressBar
-
-    from vaelab.training_module import VAETrainingModule
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    for noise in KNOWN_NOISE:
-        warnings.filterwarnings("ignore", message=noise)
-    if cfg.torch_threads is not None:
-        torch.set_num_threads(int(cfg.torch_threads))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    check_config(cfg)
-    datamodule = _instantiate(cfg.data)
-    datamodule.train_dataloader()  # checks batch size against the data (the data is built once, and kept)
-    model = _instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
-    if cfg.get("inference"):  # e.g. inference=sa: SemiAmortized(model, ...)
-        model = _instantiate(cfg.inference, _partial_=True, _convert_="all")(model)
-    scheduler = _instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    probe_optimizer(_instantiate(cfg.optimizer), scheduler, model)
-    # optimisation is manual (several steps per Lightning iteration): the module clips gradients itself
-    clip = {k: cfg.trainer.get(k) for k in ("gradient_clip_val", "gradient_clip_algorithm")}
-    module = VAETrainingModule(
-        model,
-        _instantiate(cfg.optimizer),
-        scheduler,
-        eval_seed=cfg.seed,
-        gradient_clip_val=clip["gradient_clip_val"],
-        gradient_clip_algorithm=clip["gradient_clip_algorithm"] or "norm",
-        kl_warmup=_instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None,
-        compile_loss=bool(cfg.get("compile", False)),
-    )
-    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    tensorboard_dir = place_tensorboard(cfg)  # a sweep job: <sweep dir>/tensorboard/<short name>
-    loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer = _instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-        gradient_clip_val=None,
-        gradient_clip_algorithm=None,
-    )
-    return Run(datamodule, model, module, callbacks, trainer, tensorboard_dir)
-
-
 def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tuple[Run, Any]:
     """Builds and trains one initialisation; returns the run and its Diagnostics callback."""
     from vaelab.callbacks import Diagnostics
@@ -186,61 +96,6 @@ def _fit(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> tu
     phase["now"] = TRAINING  # LastCheckpoint handles a signal from the first step on (RunInterrupted)
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=ckpt_path)
     return run, diagnostics
-
-
-def start_line(cfg: DictConfig, fields: dict[str, Any], ckpt_path: str | None) -> str:
-    """The run's key settings in one line (train.log): directory, overrides, data, model, seed, length."""
-    length = {k: cfg.trainer.get(k) for k in ("max_epochs", "max_steps") if cfg.trainer.get(k) not in (None, -1)}
-    settings = {
-        "data": fields.get("data"),
-        "model": fields.get("model"),
-        "latent_dim": fields.get("model_latent_dim"),
-        "seed": cfg.seed,
-        **{f"trainer.{k}": v for k, v in length.items()},
-        "restarts": cfg.get("restarts", 1) if int(cfg.get("restarts", 1)) > 1 else None,
-    }
-    said = " ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
-    resumed = f"; resuming from {ckpt_path}" if ckpt_path else ""
-    return f"run {cfg.paths.output_dir}: {said}; overrides: {' '.join(overrides()) or 'none'}{resumed}"
-
-
-def run_fields(run: Run) -> dict[str, Any]:
-    """What a run's metrics.json says of its data and model once they are built: the data's name and ground
-    truth (``true_<key>``), the model's class and the sizes it resolved from the data (``model_latent_dim``, the
-    iVAE's ``model_prior_mean``)."""
-    model, spec = run.model, run.datamodule.spec
-    inner = getattr(model, "base", model)  # SA-VAE wraps the model it refines
-    fields = {"data": spec.name, "model": type(model).__name__}
-    if getattr(model, "latent_dim", None) is not None:
-        fields["model_latent_dim"] = model.latent_dim
-    if hasattr(inner, "prior_mean"):
-        fields["model_prior_mean"] = bool(inner.prior_mean)
-    return fields | {f"true_{k}": v for k, v in spec.ground_truth.items()}
-
-
-def final_metrics(
-    trainer: Any, module: Any, diagnostics: Any, convergence: Any, gamma_floor_step: int | None
-) -> dict[str, Any]:
-    """The metrics.json fields of a trained model: the test split's diagnostics on the final weights, the
-    training length, when gamma reached its floor and (with a Convergence callback) the verdict."""
-    metrics = {
-        **diagnostics.run(trainer, module, "test"),
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "gamma_floor_reached_at_step": gamma_floor_step,
-    }
-    if convergence is not None:
-        metrics.update(convergence.verdict(diagnostics.history, module))
-    return metrics
-
-
-def final_scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """``final/<key>``: every number of `metrics` (and the converged flag) as a float, for the loggers."""
-    return {
-        f"final/{k}": float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "converged"
-    }
 
 
 def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = None) -> dict[str, Any]:
@@ -319,12 +174,6 @@ def main(cfg: DictConfig) -> float:
     values = [r.get(cfg.optimized_metric) for r in results if r.get("status") == "completed"]
     values = [float(v) for v in values if isinstance(v, (int, float))]
     return sum(values) / len(values) if len(values) == len(results) else math.nan
-
-
-def member_line(result: dict[str, Any]) -> str:
-    """One line for a seed-parallel member that did not complete (it diverged alone; the others went on)."""
-    seed, status, error, where = (result.get(k, "") for k in ("seed", "status", "error", "run_dir"))
-    return f"vaelab: seed {seed}: {status}: {error} [{where}]"
 
 
 def train_members(cfg: DictConfig) -> list[dict[str, Any]]:

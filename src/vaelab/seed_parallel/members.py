@@ -1,7 +1,7 @@
 """The members of a seed-parallel run: each built exactly as a single run with its seed builds itself.
 
 ``build_member`` composes the member's config (the run's, with ``seed`` and ``paths.output_dir`` set) and calls
-``vaelab.train.build`` on it: same seeding, data, model initialisation, training-module settings, diagnostics,
+``vaelab.build.build`` on it: same seeding, data, model initialisation, training-module settings, diagnostics,
 convergence callback and loggers as ``vaelab-train seed=<s>``. The global random state right after the build,
 which a single run's first training step draws its noise from, becomes the member's own generator.
 """
@@ -35,7 +35,7 @@ class TrainerView:
 
 @dataclass
 class Member:
-    """One seed of a seed-parallel run: its config, its single-run build (``vaelab.train.Run``), its random
+    """One seed of a seed-parallel run: its config, its single-run build (``vaelab.build.Run``), its random
     stream, its trainer view and its state (``status`` one of STATUSES; a diverged member keeps ``divergence``,
     the metrics.json fields a single run records when it diverges)."""
 
@@ -97,10 +97,10 @@ def member_config(cfg: DictConfig, seed: int, output_dir: str | Path) -> DictCon
 
 
 def build_member(cfg: DictConfig, seed: int, output_dir: str | Path, data_from: Member | None = None) -> Member:
-    """The member for `seed`, built by ``vaelab.train.build`` (see the module docstring). With `data_from`
+    """The member for `seed`, built by ``vaelab.build.build`` (see the module docstring). With `data_from`
     (another member), the member's data splits become that member's tensors when they are equal (the data
     depends on ``data.data_seed``, not on ``seed``): one copy of the data in memory, whatever S."""
-    from vaelab.train import build
+    from vaelab.build import build
 
     member_cfg = member_config(cfg, seed, output_dir)
     run = build(member_cfg)

@@ -13,18 +13,18 @@ from typing import Any
 from omegaconf import DictConfig
 
 from vaelab.errors import DivergenceError
+from vaelab.outcome import run_fields
 from vaelab.restarts import RESTART_SEED_STRIDE, preference, restart_fields, trained_fields
 from vaelab.run_record import RunRecord
 from vaelab.seed_parallel.members import Member, build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
-from vaelab.train import run_fields
 
 log = logging.getLogger("vaelab")
 
 
 def fit_restarts(cfg: DictConfig, record: RunRecord) -> tuple[Any, Any, dict[str, Any]]:
     """Trains ``cfg.restarts`` initialisations as one stacked model. Returns what
-    ``vaelab.restarts.fit_restarts`` returns: the kept restart as a ``vaelab.train.Run`` (its ``trainer`` the
+    ``vaelab.restarts.fit_restarts`` returns: the kept restart as a ``vaelab.build.Run`` (its ``trainer`` the
     member's TrainerView: datamodule, loggers, step and epoch counters), its Diagnostics callback, and the
     metrics.json fields ``restarts``, ``restart_kept``, ``restart_kept_dir``. DivergenceError when all diverge."""
     members: list[Member] = []

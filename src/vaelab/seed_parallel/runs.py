@@ -23,11 +23,11 @@ from omegaconf import DictConfig
 
 from vaelab import run_dir
 from vaelab.errors import ConfigError
+from vaelab.outcome import final_metrics, final_scalars, run_fields
 from vaelab.run_record import RunRecord, recording_failures
 from vaelab.seed_parallel import checkpoint
 from vaelab.seed_parallel.members import Member, build_member
 from vaelab.seed_parallel.training import SeedParallelLoop
-from vaelab.train import final_metrics, final_scalars, run_fields
 
 CHECKPOINT = Path("checkpoints") / "model.ckpt"
 log = logging.getLogger("vaelab")
