@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,13 @@ def test_the_summary_prints_every_final_metric_the_run_computed():
     ):
         assert text in summary
     assert "mcc" not in format_summary({k: v for k, v in result.items() if k != "mcc"})
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`vaelab-train --help | head -1`: the reader goes away first; no traceback, the shell's exit code 141."""
+    proc = subprocess.Popen(
+        [shutil.which("vaelab-train") or "vaelab-train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before anything was written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

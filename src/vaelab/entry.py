@@ -7,10 +7,12 @@ there ends with Python's message.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 INTERRUPTED = 128 + signal.SIGINT  # the exit code of every interrupted vaelab-train (130)
+BROKEN_PIPE = 128 + signal.SIGPIPE  # its output's reader went away, as a shell pipeline reports it (141)
 
 
 def interrupted_before_job_line(argv: list[str]) -> str:
@@ -36,4 +38,8 @@ def train() -> None:
     except KeyboardInterrupt:
         print(interrupted_before_job_line(sys.argv[1:]), file=sys.stderr)
         sys.exit(INTERRUPTED)
-    cli()
+    try:
+        cli()
+    except BrokenPipeError:  # the reader of stdout went away (`vaelab-train --help | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit must not fail too
+        sys.exit(BROKEN_PIPE)
