@@ -132,6 +132,16 @@ def _seed_parallel(rows: dict) -> list[str]:
                 f"{_median(row['single_run_cpu_s']):.3g} | {_median(row['stacked_cpu_s']):.3g} | "
                 f"{_range(ratio, '{:.2f}')} | {_median(row['wall_ratios']):.2f} | {target} | {_load(r)} |"
             )
+        for row in r["rows"]:
+            if "per_step_ratio" in row:
+                k, ratios = row["short_steps"], row["per_step_ratios"]
+                notes.append(
+                    f"{name}, S = {row['members']}: the steps after the first {k} alone (each fit's fixed cost taken "
+                    f"out: the time at {r['steps']} steps less that at {k}, paired within a repetition) give "
+                    f"{row['per_step_ratio']:.2f} ({min(ratios):.2f}-{max(ratios):.2f}), what a long run approaches; "
+                    f"single run {_median(row['single_short_cpu_s']):.3g} s CPU and stacked "
+                    f"{_median(row['stacked_short_cpu_s']):.3g} s CPU at {k} steps."
+                )
         if r["compile"] and r.get("first_single_run_s") and r["rows"]:
             first, later = r["first_single_run_s"], _median(r["rows"][0]["single_run_cpu_s"])
             notes.append(

@@ -17,7 +17,9 @@ run then pays the one-off compile; it is reported (``first_single_run_s``: its s
 and left out of the ratio. Memory: one fresh process per S (and S = 1) builds the stacked members and trains
 them ``--memory-steps`` steps (``--memory-members``: more S values, for memory alone); its peak RSS, less that
 of S = 1, is what the S - 1 further members cost (it should grow no more than linearly in S). The peak RSS of
-the timing process is listed too (it only grows).
+the timing process is listed too (it only grows). With ``--short-steps K`` every repetition also times both
+at K steps; S x (single(N) - single(K)) / (stacked(N) - stacked(K)) is the ratio of the further steps alone,
+what a long run approaches once each fit's fixed cost (setup, first-step compile, teardown) is spread thin.
 
     python scripts/bench/seed_parallel.py --members 5 20 --steps 300 -- data.batch_size=128
     python scripts/bench/seed_parallel.py --members 5 20 --steps 200 -- experiment=ivae compile=false
@@ -117,6 +119,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the result here too")
     parser.add_argument("--memory-steps", type=int, default=20, help="steps of each memory probe (0: no probes)")
     parser.add_argument(
+        "--short-steps",
+        type=int,
+        help="also time both at this many steps: the per-step ratio without either's fixed cost per fit",
+    )
+    parser.add_argument(
         "--memory-members", type=int, nargs="*", default=[], help="more S values for the memory probes alone"
     )
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)  # internal: one probe, JSON on stdout
@@ -147,8 +154,30 @@ def main() -> None:
             ]
             ratios = [members * single[0] / stacked[0] for single, stacked in pairs]
             wall_ratios = [members * single[1] / stacked[1] for single, stacked in pairs]
+            per_step = {}
+            if args.short_steps:  # the same pair at --short-steps: the difference is what the further steps cost
+                short = [f"trainer.max_steps={args.short_steps}"]
+                shorts = [
+                    (
+                        single_run_seconds([*overrides, *short], rep, workdir),
+                        stacked_seconds([*overrides, *short], members, workdir),
+                    )
+                    for rep in range(args.reps)
+                ]
+                marginal = [
+                    members * (single[0] - short_single[0]) / (stacked[0] - short_stacked[0])
+                    for (single, stacked), (short_single, short_stacked) in zip(pairs, shorts, strict=True)
+                ]
+                per_step = {
+                    "short_steps": args.short_steps,
+                    "per_step_ratio": round(statistics.median(marginal), 2),
+                    "per_step_ratios": [round(r, 2) for r in marginal],
+                    "single_short_cpu_s": [round(single[0], 3) for single, _ in shorts],
+                    "stacked_short_cpu_s": [round(stacked[0], 3) for _, stacked in shorts],
+                }
             rows.append(
                 {
+                    **per_step,
                     "members": members,
                     "seed_throughput_ratio": round(statistics.median(ratios), 2),
                     "ratios": [round(r, 2) for r in ratios],
