@@ -325,6 +325,16 @@ def test_active_dims_below_the_data_dimension_are_not_converged():
     assert "dims_cover_data" not in assess(history, learnable_gamma=True)["convergence"]["checks"]
 
 
+def test_active_dims_above_the_data_dimension_are_not_converged():
+    """Every dim open at a gamma that has stopped falling (a small gamma start): AD 4 on 2-dimensional data."""
+    history = [{**evaluation(s, 4, [1e-4, 2e-4, 3e-4, 4e-4]), "active_units": 4} for s in (0, 500, 1000)]
+    verdict = assess(history, learnable_gamma=True, data_dimension=2)
+    assert not verdict["converged"] and not verdict["convergence"]["checks"]["dims_within_data"]
+    assert "4 active dims but the data's local dimension is 2" in verdict["convergence"]["reason"]
+    assert verdict["convergence"]["checks"]["dims_cover_data"]
+    assert assess(history, learnable_gamma=True, data_dimension=4)["converged"]
+
+
 def test_a_resumed_run_gets_back_its_raised_epoch_and_step_limits():
     from types import SimpleNamespace
 

@@ -24,6 +24,9 @@ a learnable decoder variance, gamma). A run has converged when
   the data spans but that no active dim carries is absorbed into gamma as noise: the run plateaus with every
   other check passing (seen where the data expresses one direction several times more weakly than the others).
   With groups, the group that uses the most dims is compared (the local dimension is a median over the data);
+- ``dims_within_data`` (the same runs, without groups): the active dims are at most the data's local dimension.
+  More means dims that carry nothing the data has are still open: gamma has not fallen far enough to close them
+  (seen with a small initial gamma that then hardly moves, e.g. model.log_gamma_init=-8);
 - ``held_through_extension`` (only when the run was extended, see ``Convergence``): the active dims at the end
   equal those at the end of the previous learning-rate cycle. Dims can sit closed while the learning rate
   anneals to zero and open when training goes on (a saddle, not a solution): only more training shows it.
@@ -139,6 +142,13 @@ def assess(
                     f"{covered} active dims but the data's local dimension is "
                     f"{data_dimension} (local PCA): a direction of the data is not represented"
                 )
+            if not (learnable_gamma and groups):  # groups: each uses its own number, the median says little
+                checks["dims_within_data"] = last["active_dims"] <= data_dimension
+                if not checks["dims_within_data"]:
+                    reasons.append(
+                        f"{last['active_dims']} active dims but the data's local dimension is {data_dimension} "
+                        "(local PCA): dims beyond the data's own are still open"
+                    )
         if extensions:
             before = extensions[-1]["active_dims_before"]
             checks["held_through_extension"] = last["active_dims"] == before
