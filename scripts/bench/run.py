@@ -333,6 +333,14 @@ def suite_options(args: argparse.Namespace) -> str:
     return shlex.join(cmd)
 
 
+def save(results: dict, done: dict, path: Path, fresh: bool) -> None:
+    """Writes `results` with the cases of this invocation (`done`) over those already in `path` (each keeps its
+    provenance; read again before every write, so invocations sharing --out keep each other's cases)."""
+    earlier = json.loads(path.read_text()).get("cases", {}) if path.is_file() and not fresh else {}
+    results["cases"] = {**earlier, **done}
+    path.write_text(json.dumps(results, indent=2))
+
+
 def selected(names: list[str] | None, device: str) -> list[Case]:
     cases = [c for c in CASES if device == "cpu" or c.gpu]
     if names:
@@ -369,17 +377,15 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cases": {},
     }
-    earlier = out / "bench.json"
-    if earlier.is_file() and not args.fresh:  # the cases run before keep their results (each with its provenance)
-        results["cases"] = json.loads(earlier.read_text()).get("cases", {})
+    done: dict = {}
     for case in selected(args.cases, args.device):
         result = run_case(case, args)
-        results["cases"][case.name] = {**result, "targets": case.targets}
+        done[case.name] = {**result, "targets": case.targets}
         status = result.get("skipped") or result.get("error") or f"done in {result['case_wall_s']} s"
         print(f"[bench] {case.name}: {status}", flush=True)
-        (out / "bench.json").write_text(json.dumps(results, indent=2))  # after every case: partial results
+        save(results, done, out / "bench.json", args.fresh)  # after every case: partial results
     results["suite_wall_s"] = round(time.time() - started, 1)
-    (out / "bench.json").write_text(json.dumps(results, indent=2))
+    save(results, done, out / "bench.json", args.fresh)
     (out / "bench.md").write_text(markdown(results))
     print(markdown(results))
     failed = [name for name, r in results["cases"].items() if "error" in r]
