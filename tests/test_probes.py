@@ -202,6 +202,8 @@ def test_kl_per_dim_of_known_posteriors_is_sorted_and_drawn():
     (image,) = [tensor for draw in evaluation.images for tensor in draw().values()]
     assert image.ndim == 3 and image.shape[0] == 3 and 0 <= image.min() and image.max() <= 1
     assert KL(figure=False).evaluate(ctx).images == []
+    validation = posterior_context(m.expand(50, 4).clone(), v.log().expand(50, 4).clone(), split_name="val")
+    assert KL().evaluate(validation).images == []  # drawn for the final test split only
 
 
 def test_active_units_at_both_thresholds():

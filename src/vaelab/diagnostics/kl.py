@@ -10,8 +10,8 @@ class KL:
     and ``kl_per_dim`` (the same k values sorted from the largest: the profile that separates models whose total
     KL, MI and active units agree).
 
-    figure: the TensorBoard image ``<split>/kl_per_dim``, a bar chart of the sorted per-dimension KL (drawn only
-    when a TensorBoard logger writes it).
+    figure: the TensorBoard image ``test/kl_per_dim``, a bar chart of the sorted per-dimension KL, on the test
+    split only (drawing takes a good part of a second, too much for every validation run of a small model).
     """
 
     def __init__(self, figure: bool = True):
@@ -21,7 +21,7 @@ class KL:
         kl_dims = ctx.kl_per_dim
         ordered = kl_dims.sort(descending=True)
         images = []
-        if self.figure:
+        if self.figure and ctx.split_name == "test":
             tag = f"{ctx.split_name}/kl_per_dim"
             values, dims = ordered.values.clone(), ordered.indices.clone()
 
