@@ -55,21 +55,21 @@ def test_mcc_matrix_image_is_never_a_thin_strip(n, k):
     assert height >= 200 and width >= 250
 
 
+def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m vaelab.train *args` in `cwd` (runs under cwd/outputs), asserted to succeed."""
+    env = {**os.environ, "VAELAB_LOG_DIR": str(cwd / "outputs")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaelab.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_a_sweep_names_jobs_shortly_compares_what_differs_and_logs_to_train_log(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    env = {**os.environ, "VAELAB_LOG_DIR": str(tmp_path / "outputs")}
-    args = ["-m", "seed=0,1", *TINY, "hydra.sweep.dir=sweep", "callbacks.progress_bar=null"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "vaelab.train", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _train(tmp_path, "-m", "seed=0,1", *TINY, "hydra.sweep.dir=sweep", "callbacks.progress_bar=null")
     sweep = tmp_path / "sweep"
     runs = sorted(p.name for p in (sweep / "tensorboard").iterdir())
     assert runs == ["0_seed=0", "1_seed=1"]  # what TensorBoard shows as run names: tensorboard/0_seed=0 ...
@@ -97,16 +97,7 @@ def test_a_sweep_names_jobs_shortly_compares_what_differs_and_logs_to_train_log(
 
 
 def test_single_run_keeps_tensorboard_in_its_directory_and_fills_train_log(tmp_path):
-    env = {**os.environ, "VAELAB_LOG_DIR": str(tmp_path / "outputs")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "vaelab.train", *TINY, "hydra.run.dir=run", "callbacks.progress_bar=null"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _train(tmp_path, *TINY, "hydra.run.dir=run", "callbacks.progress_bar=null")
     run = tmp_path / "run"
     assert list((run / "tensorboard").glob("events.*")) and not (run / "tensorboard" / "WHERE.txt").exists()
     log = (run / "train.log").read_text()
