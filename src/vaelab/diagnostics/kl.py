@@ -11,7 +11,7 @@ class KL:
     KL, MI and active units agree).
 
     figure: the TensorBoard image ``test/kl_per_dim``, a bar chart of the sorted per-dimension KL, on the test
-    split only (drawing takes a good part of a second, too much for every validation run of a small model).
+    split only (a quarter of a second to draw: too much for every validation run of a small model).
     """
 
     def __init__(self, figure: bool = True):

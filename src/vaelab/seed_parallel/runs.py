@@ -70,26 +70,24 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"restarts={cfg.restarts} cannot be combined with seed-parallel training yet; set restarts=1")
 
 
-STACKABLE_CLASSES = ("GaussianVAE", "ConditionalVAE", "IdentifiableVAE", "BernoulliMLPVAE")
-
-
 def stacking_refusal(cfg: DictConfig) -> str | None:
-    """Why `cfg` cannot train seed-parallel (the one-line error ``seeds=[...]`` would give), or None when it
-    can: its run options, then its model as a run builds it (data, model, inference; the model class is
-    checked first, so configs of other models build nothing). For callers that choose between
-    ``seeds=[...]`` and one process per seed, e.g. ``vaelab-reproduce``."""
-    from hydra.utils import instantiate
+    """Why `cfg` cannot train seed-parallel, or None when it can: its run options, then its model as a run builds
+    it (data, model, inference wrapper) through ``check_stackable``; a model class that cannot stack is refused
+    before any data is built. For callers that choose between ``seeds=[...]`` and one process per seed, e.g.
+    ``vaelab-reproduce``."""
+    from hydra.utils import get_class
 
-    from vaelab.seed_parallel.stacking import check_stackable
+    from vaelab.build import instantiate
+    from vaelab.seed_parallel.stacking import STACKABLE, STACKABLE_MODELS, check_stackable
 
     try:
         check_options(cfg)
+        if not issubclass(get_class(cfg.model._target_), STACKABLE_MODELS):
+            return f"model={cfg.model._target_} cannot be trained seed-parallel; it takes model={STACKABLE}"
+        model = instantiate(cfg.model, _partial_=True, _convert_="all")(data=instantiate(cfg.data).spec)
         if cfg.get("inference"):
-            raise ConfigError(f"inference={cfg.inference._target_.rsplit('.', 1)[-1]} cannot be trained seed-parallel")
-        if str(cfg.model._target_).rsplit(".", 1)[-1] not in STACKABLE_CLASSES:
-            raise ConfigError(f"model={cfg.model._target_} cannot be trained seed-parallel")
-        datamodule = instantiate(cfg.data)
-        check_stackable(instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec))
+            model = instantiate(cfg.inference, _partial_=True, _convert_="all")(model)
+        check_stackable(model)
     except ConfigError as err:
         return str(err)
     return None

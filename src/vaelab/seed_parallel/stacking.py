@@ -25,6 +25,7 @@ from vaelab.models.ivae import IdentifiableVAE
 
 # the model keys (conf/model) whose networks are all MLPs: what can be stacked
 STACKABLE = "vae, ivae, vae_ica, cvae (architecture=mlp), bernoulli_mlp"
+STACKABLE_MODELS = (GaussianVAE, ConditionalVAE, IdentifiableVAE, BernoulliMLPVAE)  # their classes
 
 
 class MemberLinear(nn.Module):
@@ -80,7 +81,7 @@ def check_stackable(model: nn.Module) -> None:
             f"networks are not MLPs); seed-parallel training takes model={STACKABLE}; run the "
             "seeds one process each (a -m sweep over seed)"
         )
-    if not isinstance(model, (GaussianVAE, ConditionalVAE, IdentifiableVAE, BernoulliMLPVAE)):
+    if not isinstance(model, STACKABLE_MODELS):
         raise ConfigError(
             f"model={type(model).__name__} cannot be trained seed-parallel; seed-parallel training "
             f"takes model={STACKABLE}; run the seeds one process each (a -m sweep over seed)"
