@@ -6,40 +6,28 @@ Usage: ``vaelab-train [group=option ...] [key=value ...]``, ``vaelab-train -m ke
 Around this module: the command line before Hydra and the console lines (vaelab.cli), the config checks
 (vaelab.validation), the job's objects (vaelab.build), the run-directory policy (vaelab.run_dir), restarts
 (vaelab.restarts), what metrics.json says of a trained run (vaelab.outcome) and the file itself
-(vaelab.run_record).
+(vaelab.run_record), how an error or an interrupt ends a job (vaelab.job_errors).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import vaelab.config  # noqa: F401  (registers the job-folder resolver used by conf/hydra)
 from vaelab import run_dir
 from vaelab.build import Run, build
-from vaelab.cli import (
-    continue_hint,
-    format_summary,
-    job_label,
-    member_line,
-    overrides,
-    run_reporting_errors,
-    start_line,
-)
-from vaelab.console import FILE_ONLY, STDERR
+from vaelab.cli import format_summary, member_line, overrides, run_reporting_errors, start_line
+from vaelab.console import FILE_ONLY
 from vaelab.console import install as install_console
-from vaelab.errors import ConfigError, DataError, DivergenceError, RunExistsError, RunInterrupted
+from vaelab.errors import ConfigError, DivergenceError
+from vaelab.job_errors import FINAL_EVALUATION, TRAINING, phase, run_job
 from vaelab.loggers import report_final, write_pointer
 from vaelab.outcome import final_metrics, final_scalars, run_fields
 from vaelab.restarts import fit_restarts
@@ -47,13 +35,6 @@ from vaelab.run_record import RunRecord, is_rank_zero, recording_failures
 from vaelab.validation import check_checkpoint, check_config, check_run_options
 
 log = logging.getLogger("vaelab")
-# where the job is, for the message of a Ctrl-C (vaelab.train.main): set as a run moves on
-STARTING, TRAINING, FINAL_EVALUATION = (
-    "during start-up, before training",
-    "during training",
-    "during the final evaluation, after training",
-)
-phase = {"now": STARTING}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -122,52 +103,15 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
 
 @hydra.main(version_base="1.3", config_path="pkg://vaelab.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """One job. Single runs: a config/data error is one line and exit code 2, a diverged run one line and exit
-    code 1. In a multirun every error is recorded in the job's metrics.json, reported in one line, and the job
-    returns NaN, so the other jobs run (and an Optuna sweeper marks the trial failed); the sweep's end report
-    lists the failures. An interrupted job (SIGINT/SIGTERM) stops the whole process, after saving its
-    checkpoint, with exit code 128 + signal; the message names the command that continues it."""
+    """One job: trains one run (or the seeds of ``seeds=[...]`` as members), prints the summary and returns the
+    optimized metric (the mean over the runs; NaN unless every run completed with a number for it). An error or
+    an interrupt ends the job as vaelab.job_errors.run_job says: one line and an exit code, or NaN as a multirun
+    job's result."""
     install_console()  # vaelab's lines: on the console as before, and in the job's train.log
-    phase["now"] = STARTING
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    output_dir = cfg.paths.output_dir
-    try:
-        results = train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
-    except RunInterrupted as err:
-        log.warning("vaelab-train: interrupted: %s; %s", err, continue_hint(output_dir, multirun), extra=STDERR)
-        if multirun and os.environ.get("SUBMITIT_FOLDER"):  # a submitit job: a result for the sweep, not an exit
-            return math.nan
-        sys.exit(128 + err.signum)
-    except (KeyboardInterrupt, SystemExit) as err:
-        # LastCheckpoint turns a signal during training into RunInterrupted; this is one before the first step,
-        # after training, or a second one (Lightning turns a Ctrl-C inside fit into SystemExit(1))
-        if isinstance(err, SystemExit) and not isinstance(err.__context__, KeyboardInterrupt):
-            raise
-        log.warning("vaelab-train: interrupted %s; %s", phase["now"], continue_hint(output_dir, multirun), extra=STDERR)
-        sys.exit(128 + signal.SIGINT)
-    except (ConfigError, DataError) as err:
-        recorded = not isinstance(err, RunExistsError) and Path(output_dir, "metrics.json").is_file()
-        where = f" [recorded in {output_dir}/metrics.json]" if recorded else ""
-        if multirun:
-            log.error("vaelab-train: %s failed: %s%s", job_label(), err, where)
-            return math.nan
-        log.error("vaelab-train: error: %s%s", err, where, extra=STDERR)
-        sys.exit(2)
-    except Exception as err:
-        if not multirun:
-            if not isinstance(err, DivergenceError):
-                log.error("vaelab-train: failed: %s: %s [%s]", type(err).__name__, err, output_dir, extra=FILE_ONLY)
-                raise  # a bug: its traceback
-            log.error("vaelab-train: diverged: %s [recorded in %s/metrics.json]", err, output_dir, extra=STDERR)
-            sys.exit(1)
-        log.error(
-            "vaelab-train: %s %s: %s: %s [%s]",
-            job_label(),
-            "diverged" if isinstance(err, DivergenceError) else "failed",
-            type(err).__name__,
-            err,
-            output_dir,
-        )
+    results = run_job(
+        cfg.paths.output_dir, lambda: train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
+    )
+    if results is None:  # a multirun job that failed or was stopped, reported by run_job
         return math.nan
     if is_rank_zero():
         log.info("\n".join(format_summary(r) if r.get("status") == "completed" else member_line(r) for r in results))
