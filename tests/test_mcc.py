@@ -95,3 +95,31 @@ def test_bad_arguments():
         mcc(torch.randn(10, 2), torch.randn(10, 2), "kendall")
     with pytest.raises(ValueError, match="equally long"):
         mcc(torch.randn(10, 2), torch.randn(9, 2))
+
+
+class _IdentityEncoder(torch.nn.Module):
+    """q(z | x) = N(x, var I): an encoder that recovers the sources exactly, with a fixed posterior variance."""
+
+    def __init__(self, var: float):
+        super().__init__()
+        self.logvar = torch.nn.Parameter(torch.tensor(math.log(var)), requires_grad=False)
+
+    def encode(self, batch):
+        return DiagonalGaussian(batch["x"], self.logvar.expand_as(batch["x"]))
+
+
+@pytest.mark.parametrize("var, expected", [(1e-6, 1.0), (1.0, 1 / math.sqrt(2))])
+def test_train_sample_scores_the_training_split_with_one_posterior_sample(sources, var, expected):
+    from vaelab.diagnostics.base import EvalContext
+    from vaelab.diagnostics.mcc import MCC
+
+    train = {"x": sources, "z_true": sources}
+    test = {"x": sources[:500], "z_true": sources[:500]}
+    model = _IdentityEncoder(var)
+    q = model.encode(test)
+    ctx = EvalContext(model, "test", test, q, None, None, {}, 1000, seed=7, load_split={"train": train}.__getitem__)
+    scalars = MCC(train_sample=True, figures=False).evaluate(ctx).scalars
+    assert scalars["mcc"] == pytest.approx(1.0)  # the test split's posterior means
+    assert scalars["mcc_train_sample"] == pytest.approx(expected, abs=0.03)
+    val = EvalContext(model, "val", test, q, None, None, {}, 1000, load_split={"train": train}.__getitem__)
+    assert "mcc_train_sample" not in MCC(train_sample=True).evaluate(val).scalars  # the final evaluation only

@@ -332,3 +332,21 @@ def test_default_vae_learns_the_manifold_dimension(make_cfg, manifold_dim, epoch
         make_cfg(f"data.manifold_dim={manifold_dim}", f"trainer.max_epochs={epochs}", "callbacks.progress_bar=null")
     )
     assert result["active_dims"] == manifold_dim == result["active_units"]
+
+
+def test_step_decay_multiplies_the_learning_rate_at_its_fractions():
+    import torch
+
+    from vaelab.schedules import step_decay
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = step_decay(optimizer, total_steps=100, at_fractions=[0.5, 0.8], factor=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[49] == 1.0 and lrs[50] == pytest.approx(0.1) and lrs[79] == pytest.approx(0.1)
+    assert lrs[80] == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="scheduler.factor"):
+        step_decay(optimizer, 100, [0.5], factor=1.0)

@@ -155,22 +155,31 @@ def diagnose(
 
 
 @torch.no_grad()
-def posterior_means(
+def encode_split(
     model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0, progress: Any = None
-) -> torch.Tensor:
-    """E_q[z | x] of every point of `split`, shape (N, k), on the CPU (encoder only; global RNG forked and
-    seeded, for models whose encoder is stochastic, e.g. SemiAmortized's refinement). ``progress``: anything with
+) -> DiagonalGaussian:
+    """q(z | x) of every point of `split`, (N, k) on the CPU (encoder only; global RNG forked and seeded, for
+    models whose encoder is stochastic, e.g. SemiAmortized's refinement). ``progress``: anything with
     ``update(points)`` (e.g. ``ctx.progress(len(split["x"]), pass_label(model, "train"), unit="pt")``)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    means = []
+    means, logvars = [], []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, len(split["x"]), batch_size):
             batch = {k: v[start : start + batch_size].to(device) for k, v in split.items()}
-            means.append(model.encode(batch).mean.cpu())
+            q = model.encode(batch)
+            means.append(q.mean.cpu())
+            logvars.append(q.logvar.cpu())
             if progress is not None:
                 progress.update(len(batch["x"]))
     model.train(was_training)
-    return torch.cat(means)
+    return DiagonalGaussian(torch.cat(means), torch.cat(logvars))
+
+
+def posterior_means(
+    model: LatentVariableModel, split: Split, batch_size: int, seed: int = 0, progress: Any = None
+) -> torch.Tensor:
+    """E_q[z | x] of every point of `split`, shape (N, k), on the CPU: encode_split's means."""
+    return encode_split(model, split, batch_size, seed, progress).mean

@@ -35,18 +35,28 @@ def takes_total_steps(factory: Callable[..., Any]) -> bool:
     )
 
 
+def step_decay(
+    optimizer: torch.optim.Optimizer, total_steps: int, at_fractions: Sequence[float] = (0.5,), factor: float = 0.1
+) -> torch.optim.lr_scheduler.MultiStepLR:
+    """The learning rate multiplied by `factor` at each of `at_fractions` of the run's optimizer steps (constant
+    in between): a fixed version of a drop on a plateau (the reference iVAE's ReduceLROnPlateau, factor 0.1)."""
+    import torch
+
+    if not all(0 < f < 1 for f in at_fractions):
+        raise ConfigError(f"scheduler.at_fractions={list(at_fractions)} must lie in (0, 1)")
+    if not 0 < factor < 1:
+        raise ConfigError(f"scheduler.factor={factor} must lie in (0, 1), e.g. 0.1")
+    milestones = sorted({max(1, round(f * total_steps)) for f in at_fractions})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=factor)
+
+
 def halving(
     optimizer: torch.optim.Optimizer, total_steps: int, at_fractions: Sequence[float] = (0.5, 0.67, 0.83)
 ) -> torch.optim.lr_scheduler.MultiStepLR:
     """The learning rate halved at each of `at_fractions` of the run's optimizer steps (constant before), a fixed
     version of the text VAEs' "halve the lr in the last epochs" (Kim et al. 2018 halve it on validation
     plateaus)."""
-    import torch
-
-    if not all(0 < f < 1 for f in at_fractions):
-        raise ConfigError(f"scheduler.at_fractions={list(at_fractions)} must lie in (0, 1)")
-    milestones = sorted({max(1, round(f * total_steps)) for f in at_fractions})
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5)
+    return step_decay(optimizer, total_steps, at_fractions, 0.5)
 
 
 class KLWarmup:

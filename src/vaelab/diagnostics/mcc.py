@@ -35,23 +35,27 @@ class MCC:
     """``mcc`` in [0, 1], ``mcc_per_source`` and ``mcc_latent_of_source`` (n each), on splits with ``z_true``.
 
     method: pearson | spearman correlations. sample: false, MCC of the posterior means; true, of one posterior
-    sample per point. figures: TensorBoard, on the test split only (~3 s to draw), the matched |correlation|
+    sample per point. train_sample: on the test split, also ``mcc_train_sample``: the training split scored
+    with one posterior sample per point (how the reference iVAE code scores: its training set, one sample) and
+    the same method. figures: TensorBoard, on the test split only (~3 s to draw), the matched |correlation|
     matrix ``<split>/mcc_matrix`` and the (source, latent) scatter plots ``<split>/mcc_scatter``.
     """
 
-    def __init__(self, method: str = "pearson", sample: bool = False, figures: bool = True):
+    def __init__(self, method: str = "pearson", sample: bool = False, train_sample: bool = False, figures: bool = True):
         if method not in metrics.MCC_METHODS:
             raise ConfigError(
                 f"callbacks.diagnostics.evaluators.mcc.method={method!r} is unknown; choose one of "
                 f"{list(metrics.MCC_METHODS)}"
             )
-        self.method, self.sample, self.figures = method, sample, figures
+        self.method, self.sample, self.train_sample, self.figures = method, sample, train_sample, figures
 
     def evaluate(self, ctx: EvalContext) -> Evaluation:
         if "z_true" not in ctx.split:
             return Evaluation()
         results = identifiability(ctx.split["z_true"], ctx.posterior, self.method, self.sample, ctx.seed)
         evaluation = Evaluation(scalars={"mcc": results.pop("mcc")}, values=results)
+        if self.train_sample and ctx.split_name == "test" and ctx.load_split is not None:
+            evaluation.scalars["mcc_train_sample"] = self._train_sample(ctx)
         if self.figures and ctx.split_name == "test":
             z_true, z = ctx.split["z_true"], mcc_latents(ctx.posterior, self.sample, ctx.seed)
             latent_of_source = results["mcc_latent_of_source"]
@@ -66,3 +70,12 @@ class MCC:
 
             evaluation.images.append(draw)
         return evaluation
+
+    def _train_sample(self, ctx: EvalContext) -> float:
+        """MCC of one posterior sample per point of the training split against its true latents."""
+        from vaelab.evaluation import encode_split, pass_label
+
+        train = ctx.load_split("train")
+        with ctx.progress(len(train["x"]), pass_label(ctx.model, "train"), unit="pt") as progress:
+            q = encode_split(ctx.model, train, ctx.batch_size, ctx.seed, progress)
+        return identifiability(train["z_true"], q, self.method, sample=True, seed=ctx.seed)["mcc"]
