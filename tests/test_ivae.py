@@ -195,3 +195,43 @@ def test_mcc_is_reported_for_any_model_on_data_with_true_latents(make_cfg):
 
     result = train(make_cfg(*SHORT, "trainer.max_epochs=2", "logger=none"))
     assert 0 <= result["mcc"] <= 1 and len(result["mcc_per_source"]) == 2
+
+
+def _reference_npz(path, ns=4, nps=20, n=2, d=3):
+    """A data set in the reference iVAE code's format: s, x, one-hot u, points ordered by segment."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((ns * nps, n)).astype(np.float32)
+    x = np.concatenate([s, s[:, :1] ** 3], axis=1).astype(np.float32)[:, :d]
+    u = np.eye(ns, dtype=np.float32)[np.repeat(np.arange(ns), nps)]
+    np.savez_compressed(path, s=s, x=x, u=u, m=np.zeros((ns, n)), L=np.ones((ns, n)))
+    return s, x
+
+
+def test_file_reads_the_reference_codes_data_set_and_splits_every_segment(tmp_path):
+    s, x = _reference_npz(tmp_path / "tcl.npz")
+    data = NonlinearICAData(
+        n_segments=4, points_per_segment=20, n_sources=2, data_dim=3, file=str(tmp_path / "tcl.npz")
+    )
+    splits = data.build()
+    assert [len(splits[k]["x"]) for k in ("train", "val", "test")] == [64, 8, 8]
+    assert (splits["train"]["u"].sum(0) == 16).all()  # every segment in every split
+    train_rows = torch.cat([torch.arange(k * 20, k * 20 + 16) for k in range(4)])
+    assert torch.equal(splits["train"]["z_true"], torch.from_numpy(s)[train_rows])
+    assert torch.equal(splits["train"]["x"], torch.from_numpy(x)[train_rows])
+
+
+def test_file_errors_name_the_key(tmp_path):
+    _reference_npz(tmp_path / "tcl.npz")
+    with pytest.raises(ConfigError, match=r"data.n_sources=3 but data.file=.* has 2; set data.n_sources=2"):
+        NonlinearICAData(
+            n_segments=4, points_per_segment=20, n_sources=3, data_dim=3, file=str(tmp_path / "tcl.npz")
+        ).build()
+    from vaelab.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist"):
+        NonlinearICAData(file=str(tmp_path / "missing.npz")).build()
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(DataError, match="is not a reference iVAE data set"):
+        NonlinearICAData(file=str(tmp_path / "bad.npz")).build()

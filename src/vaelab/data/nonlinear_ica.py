@@ -6,6 +6,9 @@ centred). The observation is x = act(... act(s A_1) A_2 ...) A_nl in R^d: nl lay
 last, each A with U(-1, 1) entries, unit-norm columns, re-drawn until its condition number is below the 25th
 percentile of 10^4 random draws. u tells the segment: one-hot (ns wide), or one continuous number
 (segment + U(0, 1)) / ns, a time within the recording.
+
+``file``: the points read from a data set the reference iVAE code (github.com/ilkhem/iVAE) wrote, an .npz with
+``s`` (N, n), ``x`` (N, d) and one-hot ``u`` (N, ns), instead of drawn: the same points for a side-by-side.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 
 from vaelab.data.in_memory import InMemoryDataModule, Split
 from vaelab.data.spec import DataSpec
-from vaelab.errors import ConfigError
+from vaelab.errors import ConfigError, DataError
 
 SOURCE_DISTRIBUTIONS = ("gauss", "laplace")
 MIXING_ACTIVATIONS = ("xtanh", "leaky_relu")
@@ -128,6 +131,7 @@ class NonlinearICAData(InMemoryDataModule):
         aux: str = "onehot",
         split: tuple[float, float, float] = (0.8, 0.1, 0.1),
         data_seed: int = 1,
+        file: str | None = None,
         **loader_kwargs,
     ):
         super().__init__(**loader_kwargs)
@@ -176,7 +180,9 @@ class NonlinearICAData(InMemoryDataModule):
             slope=slope,
             same_matrix=same_matrix,
         )
-        self.aux = aux
+        self.aux, self.file = aux, file
+        if file is not None and aux != "onehot":
+            raise ConfigError(f"data.file={file} holds one-hot segments; set data.aux=onehot")
         self.spec = DataSpec(
             name="nonlinear_ica",
             x_shape=(data_dim,),
@@ -187,7 +193,7 @@ class NonlinearICAData(InMemoryDataModule):
         )
 
     def build(self) -> dict[str, Split]:
-        data = make_nonlinear_ica_data(**self.generator_args)
+        data = make_nonlinear_ica_data(**self.generator_args) if self.file is None else self._read_file()
         ns, nps = self.generator_args["n_segments"], self.generator_args["points_per_segment"]
         segment = data["segment"]
         if self.aux == "onehot":
@@ -202,3 +208,35 @@ class NonlinearICAData(InMemoryDataModule):
             name: {"x": data["x"][split_of == i], "u": u[split_of == i], "z_true": data["s"][split_of == i]}
             for i, name in enumerate(("train", "val", "test"))
         }
+
+    def _read_file(self) -> dict[str, torch.Tensor]:
+        """``s``, ``x`` and ``segment`` (points ordered by segment) from the reference code's .npz (``file``);
+        its sizes must be the configured ones."""
+        import numpy as np
+
+        path = self.file
+        try:
+            with np.load(path) as arrays:
+                s, x, u = (torch.from_numpy(np.asarray(arrays[k], dtype=np.float32)) for k in ("s", "x", "u"))
+        except FileNotFoundError:
+            raise DataError(f"data.file={path} does not exist; give the path of a reference .npz") from None
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(
+                f"data.file={path} is not a reference iVAE data set (an .npz with s, x and one-hot u): {err}"
+            ) from None
+        segment = u.argmax(1)
+        counts = torch.bincount(segment, minlength=u.shape[1])
+        args = self.generator_args
+        found = {
+            "n_segments": u.shape[1],
+            "points_per_segment": int(counts[0]),
+            "n_sources": s.shape[1],
+            "data_dim": x.shape[1],
+        }
+        for key, value in found.items():
+            if value != args[key]:
+                raise ConfigError(f"data.{key}={args[key]} but data.file={path} has {value}; set data.{key}={value}")
+        if len(s) != len(x) or len(u) != len(x) or not (counts == counts[0]).all():
+            raise DataError(f"data.file={path}: s, x and u differ in length or its segments in size")
+        order = torch.sort(segment, stable=True).indices
+        return {"s": s[order], "x": x[order], "segment": segment[order]}
