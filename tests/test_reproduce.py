@@ -80,6 +80,7 @@ def test_seeds_of_a_stackable_setting_train_as_one_stacked_job(tmp_path):
     assert stacked_seeds(vae, runs) == [0, 2] and stacked_seeds(sa, runs) == []
     write_run(tmp_path, vae, 0, active_dims=3)
     assert stacked_seeds(vae, Runs(tmp_path, [vae])) == []  # one seed left: a job of its own
+    assert stacked_seeds(vae, None) == [0, 1, 2]  # the command from scratch (what the page records)
     cmd = command(vae, tmp_path, n_jobs=2, stacked=[0, 2])
     assert "seeds=[0,2]" in cmd and not any(c.startswith(("seed=", "hydra/launcher")) for c in cmd)
 

@@ -147,14 +147,14 @@ def shown_command(
     return shlex.join(["vaelab-train", *command(setting, out, n_jobs, extra, stacked)[3:]])
 
 
-def stacked_seeds(setting: Setting, runs: Runs, extra: Sequence[str] = ()) -> list[int]:
-    """The seeds of `setting` to train as one stacked model: those without a completed run (a study run
-    again trains what is missing), when there are at least two and the composed config can train
-    seed-parallel; [] otherwise (one job per seed)."""
+def stacked_seeds(setting: Setting, runs: Runs | None, extra: Sequence[str] = ()) -> list[int]:
+    """The seeds of `setting` to train as one stacked model: those without a completed run in `runs` (a study
+    run again trains what is missing; None: every seed, as the setting's command from scratch shows them), when
+    there are at least two and the composed config can train seed-parallel; [] otherwise (one job per seed)."""
     from vaelab.config import compose_config
     from vaelab.seed_parallel.runs import stacking_refusal
 
-    missing = [s for s in setting.seeds if s not in runs.completed(setting)]
+    missing = [s for s in setting.seeds if runs is None or s not in runs.completed(setting)]
     if len(missing) < 2 or stacking_refusal(compose_config([*setting.overrides, *extra])) is not None:
         return []
     return missing

@@ -162,7 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         s.label: [] if args.one_process_per_seed or args.table_only else stacked_seeds(s, runs, args.overrides)
         for s in ([] if args.plan else sweeps)
     }
-    commands = [shown_command(s, out, per_setting, args.overrides, stacked.get(s.label, [])) for s in sweeps]
+    # the commands that run each setting from scratch (the page's record of how its runs are made)
+    commands = [
+        shown_command(
+            s,
+            out,
+            per_setting,
+            args.overrides,
+            [] if args.one_process_per_seed or args.plan else stacked_seeds(s, None, args.overrides),
+        )
+        for s in sweeps
+    ]
 
     if args.list:
         print("\n".join(f"{s.label}: {c}" for s, c in zip(sweeps, commands, strict=True)))
