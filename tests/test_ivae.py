@@ -235,3 +235,42 @@ def test_file_errors_name_the_key(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(DataError, match="is not a reference iVAE data set"):
         NonlinearICAData(file=str(tmp_path / "bad.npz")).build()
+
+
+def test_weighted_objective_outside_training_is_estimated_over_chunks():
+    """Training: one minibatch-weighted estimate over the batch; evaluation: one per EVAL_CHUNK points (not
+    O(N^2) over an evaluation batch), averaged by chunk size; the ELBO terms are per point either way."""
+    from vaelab.models.ivae import EVAL_CHUNK, weighted_objective
+
+    data = NonlinearICAData(n_segments=10, points_per_segment=100)
+    batch = {k: v[:600] for k, v in data.build()["train"].items()}
+    torch.manual_seed(0)
+    model = IdentifiableVAE(data.spec, objective="weighted", activation="xtanh").eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        terms = model.loss(batch)
+        torch.manual_seed(1)
+        q, p = model.encode(batch), model.prior(batch)
+        z = q.rsample()
+        recon = model.reconstruction_nll(batch["x"], model.decode(z, batch))
+    chunks = [slice(a, a + EVAL_CHUNK) for a in range(0, 600, EVAL_CHUNK)]
+    parts = [
+        weighted_objective(
+            model.objective_weights,
+            1.0,
+            z[c],
+            type(q)(q.mean[c], q.logvar[c]),
+            type(p)(p.mean[c], p.logvar[c]),
+            recon[c],
+            q.log_prob(z)[c],
+        )
+        * len(z[c])
+        for c in chunks
+    ]
+    assert len(chunks) == 3 and float(terms["loss"]) == pytest.approx(float(sum(parts) / 600), rel=1e-5)
+    model.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        whole = model.loss(batch)["loss"]
+    one = weighted_objective(model.objective_weights, 1.0, z, q, p, recon, q.log_prob(z))
+    assert float(whole) == pytest.approx(float(one), rel=1e-5)  # one estimate over all 600 points

@@ -35,6 +35,7 @@ from vaelab.models.gaussian import LOG_2PI, DiagonalGaussian
 from vaelab.models.networks import mlp
 
 PRIORS = ("conditional", "standard")
+EVAL_CHUNK = 256  # points per minibatch-weighted estimate of the weighted objective outside training
 OBJECTIVES = ("elbo", "weighted")
 
 log = logging.getLogger("vaelab")
@@ -232,10 +233,25 @@ class IdentifiableVAE(LatentVariableModel):
     def _weighted_objective(
         self, z: torch.Tensor, posterior: DiagonalGaussian, prior: DiagonalGaussian | None, recon_nll: torch.Tensor
     ) -> torch.Tensor:
-        """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch."""
-        return weighted_objective(
-            self.objective_weights, self.beta, z, posterior, prior, recon_nll, posterior.log_prob(z)
-        )
+        """The reference's a/b/c/d objective on one sample z (B, k) per point, averaged over the batch. Outside
+        training, over chunks of EVAL_CHUNK points (the minibatch-weighted estimates pair every point of a
+        chunk: O(B^2); an evaluation batch of 8192 would pair 67M)."""
+        log_q_zx = posterior.log_prob(z)
+        chunk = len(z) if self.training else EVAL_CHUNK
+        total = z.new_zeros(())
+        for start in range(0, len(z), chunk):
+            rows = slice(start, start + chunk)
+            part = weighted_objective(
+                self.objective_weights,
+                self.beta,
+                z[rows],
+                DiagonalGaussian(posterior.mean[rows], posterior.logvar[rows]),
+                None if prior is None else DiagonalGaussian(prior.mean[rows], prior.logvar[rows]),
+                recon_nll[rows],
+                log_q_zx[rows],
+            )
+            total = total + part * len(z[rows])
+        return total / len(z)
 
     def scalars(self) -> dict[str, float]:
         return {"decoder_var": float(self.log_decoder_var.detach().exp())}
