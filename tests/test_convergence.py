@@ -124,6 +124,19 @@ def test_without_gamma_the_validation_loss_must_have_settled():
     assert assess(settled, loss_rtol=0.01)["converged"]
 
 
+def test_a_model_with_its_own_objective_is_judged_by_that_objective():
+    """The iVAE minimises a weighted objective, not the negative ELBO: the ELBO may drift while it settles."""
+    drifting_elbo = [
+        {**evaluation(s, 5, neg_elbo=elbo, gamma=None), "objective": obj}
+        for s, elbo, obj in ((0, 10.9, 1000.4), (500, 11.1, 1000.2), (1000, 11.2, 1000.0))
+    ]
+    verdict = assess(drifting_elbo, loss_rtol=0.01)
+    assert verdict["converged"] and verdict["convergence"]["val_loss"] == "objective"
+    moving = [{**e, "objective": 1000.0 + 50 * (2 - i)} for i, e in enumerate(drifting_elbo)]
+    verdict = assess(moving, loss_rtol=0.01)
+    assert not verdict["converged"] and "validation objective still moving" in verdict["convergence"]["reason"]
+
+
 def test_active_dims_that_change_in_an_extension_are_not_converged():
     history = [evaluation(s, 5) for s in (0, 500, 1000)]
     assert not assess(history, learnable_gamma=True, extensions=[{"active_dims_before": 4}])["converged"]

@@ -117,6 +117,7 @@ class Diagnostics(L.Callback):
             "active_units": results["active_units"],
             "encoder_var": results["per_dim_encoder_var"],
             "neg_elbo": -results["elbo"],
+            "objective": results.get("objective"),  # what training minimises, when it is not neg_elbo
             "gamma": results.get("gamma"),
             "group_encoder_var": results.get("group_encoder_var"),
         }

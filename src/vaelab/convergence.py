@@ -15,9 +15,11 @@ a learnable decoder variance, gamma). A run has converged when
 - ``units_match_dims`` (the same models): active units = active dims. An inactive dim of a converged solution
   is the prior, so its posterior mean carries nothing; posterior means that still vary in a dim whose variance
   is near 1 mean it is on its way in or out. With groups: active units = the dims that some group uses;
-- ``loss_settled`` (models without a learnable gamma): the validation negative ELBO changed by less than
-  ``loss_rtol`` (relative) over the window. With a learnable gamma the loss keeps falling as gamma -> 0 on a
-  correct solution (the (d - r)/2 log gamma term), so it says nothing about the structure and is not checked;
+- ``loss_settled`` (models without a learnable gamma): the validation loss that training minimises (the
+  negative ELBO, or the model's own objective where it differs, e.g. the iVAE's weighted one, whose ELBO may
+  drift while the objective settles) changed by less than ``loss_rtol`` (relative) over the window. With a
+  learnable gamma the loss keeps falling as gamma -> 0 on a correct solution (the (d - r)/2 log gamma term), so
+  it says nothing about the structure and is not checked;
 - ``dims_cover_data`` (models with a learnable gamma on data without a condition, vectors of at most
   ``LOCAL_DIM_MAX_WIDTH`` numbers): the active dims are at least the data's own local dimension
   (``metrics.local_pca_dimension`` on the training points: the data alone, no ground truth). A direction that
@@ -58,8 +60,8 @@ def assess(
     data_dimension: int | None = None,
 ) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
-    ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``
-    and ``gamma``;
+    ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``,
+    ``gamma`` and ``objective`` (the loss training minimises where it is not neg_elbo: the loss check reads it);
     ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``; ``data_dimension``:
     the data's local dimension when the model should use at least that many dims (None: no such check).
 
@@ -119,15 +121,17 @@ def assess(
             gammas = [e.get("gamma") for e in recent]
             if all(g is not None and g > 0 for g in gammas):
                 evidence["log_gamma_change_window"] = math.log(gammas[-1]) - math.log(gammas[0])
-        first_loss, last_loss = recent[0]["neg_elbo"], last["neg_elbo"]
+        # the loss training minimises: the objective where it is not the negative ELBO (the iVAE's weighted one)
+        key = "objective" if all(e.get("objective") is not None for e in recent) else "neg_elbo"
+        first_loss, last_loss = recent[0][key], last[key]
         change = abs(last_loss - first_loss) / max(abs(last_loss), 1.0)
-        evidence["val_loss_rel_change"] = change
+        evidence["val_loss_rel_change"], evidence["val_loss"] = change, key
         if not learnable_gamma:
             checks["loss_settled"] = change < loss_rtol
             if not checks["loss_settled"]:
                 reasons.append(
-                    f"validation loss still moving ({first_loss:.4g} -> {last_loss:.4g} nats, "
-                    f"{change:.2%} over the window; tolerance {loss_rtol:.2%})"
+                    f"validation {'objective' if key == 'objective' else 'loss'} still moving ({first_loss:.4g} -> "
+                    f"{last_loss:.4g} nats, {change:.2%} over the window; tolerance {loss_rtol:.2%})"
                 )
         if data_dimension is not None:
             covered = (

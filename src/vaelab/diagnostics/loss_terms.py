@@ -6,7 +6,8 @@ from vaelab.diagnostics.base import EvalContext, Evaluation
 
 
 class LossTerms:
-    """``elbo`` (nats per sample; -neg_elbo when the model reports it apart from its loss, else -loss), every
+    """``elbo`` (nats per sample; -neg_elbo when the model reports it apart from its loss, else -loss), then
+    ``objective`` (the loss, what training minimises) when it is not the negative ELBO, every
     other loss term but ``loss`` and ``kl`` (e.g. ``recon``, nats per sample) and ``model.scalars()`` (e.g.
     ``gamma``): metrics.json. Loggers: every loss term as ``<split>/<term>`` (``val/loss``, ``test/recon_nll``),
     the curves the training module's validation loop writes at its own validation runs: so the validation
@@ -16,6 +17,7 @@ class LossTerms:
         terms = ctx.loss_terms
         values = {
             "elbo": -terms.get("neg_elbo", terms["loss"]),
+            **({"objective": terms["loss"]} if "neg_elbo" in terms else {}),
             **{name: value for name, value in terms.items() if name not in ("loss", "kl", "neg_elbo")},
             **ctx.model.scalars(),
         }
