@@ -324,6 +324,28 @@ def test_absurd_learning_rate_diverges_at_once_and_keeps_a_loadable_checkpoint(m
     assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
 
 
+def test_an_infinite_gradient_on_a_finite_loss_diverges_before_the_weights_move(make_cfg, tmp_path, monkeypatch):
+    """Checked every step without clipping too: a NaN gradient (d sqrt(x)/dx at 0, times 0) must not reach Adam."""
+    from vaelab.models.gaussian_vae import GaussianVAE
+
+    loss = GaussianVAE.loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        terms = loss(self, batch)
+        calls["n"] += 1
+        if calls["n"] == 5:  # the 5th training step: a finite loss whose gradient is NaN
+            terms["loss"] = terms["loss"] + 0.0 * (self.log_gamma - self.log_gamma.detach()).sqrt()
+        return terms
+
+    monkeypatch.setattr(GaussianVAE, "loss", poisoned)
+    with pytest.raises(DivergenceError, match="gradient norm"):
+        train(make_cfg(*SHORT))
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["diverged_on"] == "gradient norm" and metrics["diverged_at_step"] == 4
+    assert math.isfinite(metrics["last_finite/model/gamma"])
+
+
 def test_gamma_at_its_floor_is_reported(make_cfg, caplog):
     result = train(make_cfg(*SHORT, "trainer.max_epochs=5", "model.log_gamma_init=-12", "model.gamma_floor=1e-3"))
     assert result["status"] == "completed" and result["gamma_at_floor"] == 1

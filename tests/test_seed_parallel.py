@@ -88,12 +88,13 @@ def seed_parallel_losses(cfg, seeds, monkeypatch) -> list[list[float]]:
     [
         VAE,
         IVAE,
+        [*VAE, "trainer.gradient_clip_val=0.5"],  # clipping each member's own norm (gamma, an (S,) parameter)
         pytest.param(
             MNIST_SKIP,
             marks=pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"no MNIST files in {SHARED_DATA}"),
         ),
     ],
-    ids=["vae", "ivae_weighted", "mnist_dynamic_binarization"],
+    ids=["vae", "ivae_weighted", "vae_clipped", "mnist_dynamic_binarization"],
 )
 def test_each_member_takes_the_steps_of_the_single_run_with_its_seed(make_cfg, monkeypatch, overrides):
     seeds = [3, 0, 7]
@@ -278,6 +279,24 @@ def test_a_diverging_member_stops_alone(make_cfg, tmp_path):
     assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.params, before, strict=True))  # frozen
     assert all(torch.isfinite(p).all() for p in loop.params)
     assert results[0]["steps"] == results[2]["steps"] == 24
+
+
+def test_a_member_whose_gradient_overflows_on_a_finite_loss_stops_with_finite_weights(make_cfg, tmp_path):
+    """Checked every step, clipping or not: an infinite gradient must not reach the weights."""
+    cfg = make_cfg(*VAE, "trainer.max_steps=-1")
+    members = [build_member(cfg, s, tmp_path / f"seed_{s}") for s in (0, 1)]
+    loop = SeedParallelLoop(members)
+    scale = torch.ones(2, 1, 1)
+    scale[1] = float("inf")
+    loop.stacked.member_modules["decoder.0"].weight.register_hook(lambda g: g * scale)
+    before = [p.detach()[1].clone() for p in loop.params]
+    records = [RunRecord(m.directory, seed=m.seed) for m in members]
+    results = _train(loop, records, tmp_path / "checkpoints" / "last.ckpt")
+    assert [r["status"] for r in results] == ["completed", "diverged"]
+    diverged = read_metrics(members[1].directory)
+    assert diverged["diverged_at_step"] == 0 and diverged["diverged_on"] == "gradient norm"
+    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.params, before, strict=True))
+    assert all(torch.isfinite(p).all() for p in loop.params)
 
 
 def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):

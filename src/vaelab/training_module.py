@@ -188,10 +188,10 @@ class VAETrainingModule(L.LightningModule):
                 terms["loss"].backward()
             else:
                 self.manual_backward(terms["loss"])
-            if self.gradient_clip_val:
-                grad_norm = self._clip_gradients(optimizer)
-                if grad_norm is not None and not math.isfinite(grad_norm):
-                    self._diverged("gradient norm", grad_norm, terms)
+            # a finite loss can still give an infinite gradient: checked every step, before the weights move
+            grad_norm = self._clip_gradients(optimizer) if self.gradient_clip_val else self._gradient_norm(optimizer)
+            if grad_norm is not None and not math.isfinite(grad_norm):
+                self._diverged("gradient norm", grad_norm, terms)
             if fast:  # what LightningOptimizer.step does, without the strategy/precision/callback hook dispatch
                 optimizer._on_before_step()
                 optimizer.optimizer.step()
@@ -205,6 +205,12 @@ class VAETrainingModule(L.LightningModule):
                 self._log_train(terms, optimizer)
         if self.kl_warmup is not None:
             self._set_model_kl_weight(1.0)
+
+    @staticmethod
+    def _gradient_norm(optimizer) -> float:
+        """The total gradient norm of the optimizer's parameters."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
     def _clip_gradients(self, optimizer) -> float | None:
         """Clips as Lightning would; returns the total gradient norm (before clipping) for "norm"."""

@@ -175,12 +175,12 @@ class SeedParallelLoop:
         self.optimizer.zero_grad(set_to_none=True)
         torch.where(self.frozen, torch.zeros_like(terms["loss"]), terms["loss"]).sum().backward()
         self._mask_frozen_grads()
-        if self.clip_val:
-            norms = self._clip_gradients()
-            for s, norm in enumerate(norms):
-                if norm is not None and not self.frozen[s] and not math.isfinite(norm):
-                    self._diverge(s, "gradient norm", norm)
-            self._mask_frozen_grads()
+        # a finite loss can still give an infinite gradient: checked every step, before any weight moves
+        norms = self._clip_gradients() if self.clip_val else self._gradient_norms().tolist()
+        for s, norm in enumerate(norms):
+            if norm is not None and not self.frozen[s] and not math.isfinite(norm):
+                self._diverge(s, "gradient norm", norm)
+        self._mask_frozen_grads()
         self.optimizer.step()
         self._restore_frozen()
         if self.scheduler is not None:
@@ -201,11 +201,16 @@ class SeedParallelLoop:
             for g in grads:
                 g.clamp_(-self.clip_val, self.clip_val)
             return [None] * len(self.members)
-        norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], 1).norm(dim=1)  # (S,)
+        norms = self._gradient_norms()
         scale = (self.clip_val / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
         return norms.tolist()
+
+    def _gradient_norms(self) -> torch.Tensor:
+        """Each member's total gradient norm, (S,)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return torch.stack([g.reshape(len(g), -1).norm(dim=1) for g in grads], 1).norm(dim=1)
 
     def _mask_frozen_grads(self) -> None:
         if self.frozen.any():
