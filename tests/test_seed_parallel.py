@@ -408,10 +408,16 @@ def _logged(run_dir: Path) -> dict[str, list[float]]:
     return {k: [float(row[k]) for row in sorted(rows, key=lambda r: int(r["step"])) if row[k]] for k in keys}
 
 
-def test_members_log_what_their_single_runs_log(make_cfg, tmp_path):
-    """The same keys and values (Lightning logs a single run's ``val/<term>`` at other step numbers)."""
+@pytest.mark.parametrize(
+    "model, expected",
+    [(VAE, "model/gamma"), ([*IVAE, "data.points_per_segment=400"], "val/neg_elbo")],  # 400 validation points
+    ids=["vae", "ivae_weighted"],
+)
+def test_members_log_what_their_single_runs_log(make_cfg, tmp_path, model, expected):
+    """The same keys and values (Lightning logs a single run's ``val/<term>`` at other step numbers); the iVAE's
+    validation objective is evaluated in eval mode (chunked estimates) on both sides."""
     overrides = [
-        *VAE,
+        *model,
         "trainer.max_steps=-1",
         "logger=csv",
         "trainer.log_every_n_steps=5",
@@ -421,7 +427,7 @@ def test_members_log_what_their_single_runs_log(make_cfg, tmp_path):
     train(make_cfg(*overrides, "seed=2", name="single"))
     member, single = _logged(tmp_path / "sp" / "seed_2"), _logged(tmp_path / "single")
     assert member.keys() == single.keys()
-    assert {"train/loss", "train/lr", "model/gamma", "val/loss", "val/active_dims", "final/elbo"} <= single.keys()
+    assert {"train/loss", "train/lr", expected, "val/loss", "val/active_dims", "final/elbo"} <= single.keys()
     for key, values in single.items():
         assert member[key] == pytest.approx(values, rel=1e-4, abs=1e-6), key
 

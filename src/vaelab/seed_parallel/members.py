@@ -68,17 +68,21 @@ class Member:
     @torch.no_grad()
     def log_validation_loss(self) -> dict[str, float]:
         """What a single run's Lightning validation loop logs: ``val/<term>``, the model's loss terms over the
-        whole validation split (chunks of ``data.eval_batch_size``, averaged per sample), the global random state
-        forked and seeded with the run's seed. Evaluates ``run.model``, which must hold the member's weights."""
+        whole validation split (chunks of ``data.eval_batch_size``, averaged per sample), in eval mode as Lightning
+        evaluates, the global random state forked and seeded with the run's seed. Evaluates ``run.model``, which
+        must hold the member's weights."""
         model, datamodule = self.run.model, self.run.datamodule
         split, size = datamodule.split("val"), datamodule.eval_batch_size
         sums: dict[str, float] = {}
+        was_training = model.training
+        model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.run.module.eval_seed)
             for start in range(0, len(split["x"]), size):
                 batch = {k: v[start : start + size] for k, v in split.items()}
                 for key, value in model.loss(batch).items():
                     sums[key] = sums.get(key, 0.0) + float(value) * len(batch["x"])
+        model.train(was_training)
         values = {f"val/{k}": v / len(split["x"]) for k, v in sums.items()}
         for logger in self.view.loggers:
             logger.log_metrics(values, step=self.view.global_step)
