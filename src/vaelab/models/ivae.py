@@ -237,7 +237,9 @@ class IdentifiableVAE(LatentVariableModel):
         training, over chunks of EVAL_CHUNK points (the minibatch-weighted estimates pair every point of a
         chunk: O(B^2); an evaluation batch of 8192 would pair 67M)."""
         log_q_zx = posterior.log_prob(z)
-        chunk = len(z) if self.training else EVAL_CHUNK
+        if self.training or len(z) <= EVAL_CHUNK:  # one estimate over the batch: no per-step slicing
+            return weighted_objective(self.objective_weights, self.beta, z, posterior, prior, recon_nll, log_q_zx)
+        chunk = EVAL_CHUNK
         total = z.new_zeros(())
         for start in range(0, len(z), chunk):
             rows = slice(start, start + chunk)
