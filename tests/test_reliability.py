@@ -512,9 +512,12 @@ def test_a_run_directory_is_never_shared_or_overwritten(make_cfg, tmp_path):
     with pytest.raises(RunExistsError, match="already holds a run .status completed.; vaelab never overwrites"):
         train(make_cfg(*SHORT, "trainer.max_epochs=1", "logger=none"))
     assert (tmp_path / "run" / "metrics.json").read_bytes() == before and first["status"] == "completed"
-    RunRecord(tmp_path / "claimed", exclusive=True)
+    RunRecord(tmp_path / "claimed", exclusive=True, seed=3)
     with pytest.raises(FileExistsError):  # two processes claiming one directory: only one wins
-        RunRecord(tmp_path / "claimed", exclusive=True)
+        RunRecord(tmp_path / "claimed", exclusive=True, seed=4)
+    # the claim is the whole first record, never an empty file a reader or an interruption could meet
+    assert read_metrics(tmp_path / "claimed") == {"status": "running", "seed": 3}
+    assert [p.name for p in (tmp_path / "claimed").iterdir()] == ["metrics.json"]
     # the CLI refuses before Hydra rewrites the run's .hydra/ files
     proc = _cli("hydra.run.dir=" + str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 2 and "already holds a run" in proc.stderr and "Traceback" not in proc.stderr

@@ -66,10 +66,7 @@ class RunRecord:
         self.writes = is_rank_zero()
         self.start = time.perf_counter()
         self.data: dict[str, Any] = {"status": "running", **fields}
-        if exclusive and self.writes:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        self._write()
+        self._write(exclusive=exclusive)
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
@@ -82,13 +79,27 @@ class RunRecord:
         self._write()
         return self.data
 
-    def _write(self) -> None:
+    def _write(self, exclusive: bool = False) -> None:
+        """Writes a temporary file and moves it into place, so that a reader (or an interruption) never meets a
+        partly written metrics.json; `exclusive` links it into place instead, which fails when one exists."""
         if not self.writes:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
+        tmp = self.path.with_suffix(f".json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(_jsonable(self.data), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, self.path)
+        if not exclusive:
+            os.replace(tmp, self.path)
+            return
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            tmp.unlink()
+            raise
+        except OSError:  # a file system without hard links: claim the name, then move the content into it
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.replace(tmp, self.path)
+        else:
+            tmp.unlink()
 
 
 @contextmanager
