@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,7 +13,8 @@ from vaelab.data.nonlinear_ica import NonlinearICAData, activation_fn, make_nonl
 from vaelab.data.spec import DataSpec
 from vaelab.errors import ConfigError
 from vaelab.metrics import mcc
-from vaelab.models.ivae import IdentifiableVAE
+from vaelab.models.gaussian import DiagonalGaussian
+from vaelab.models.ivae import IdentifiableVAE, _log_normal
 from vaelab.train import train
 
 
@@ -155,6 +158,26 @@ def test_loss_terms_and_objectives():
     sampled = (model.reconstruction_nll(batch["x"], model.decode(z, batch)) + q.log_prob(z) - p.log_prob(z)).mean()
     assert torch.isclose(weighted, sampled, rtol=1e-5)
     weighted.backward()
+
+
+def test_a_prior_variance_that_overflows_gives_a_zero_gradient_not_nan():
+    """A prior logvar above ~88 makes exp(logvar) inf in float32. The loss stays finite (the squared distance's
+    share is 0); its gradient must too: dividing by exp(logvar) gave 0 * inf = NaN in backward, which ended
+    runs at lr 1e-2 as diverged (found on the reference's data)."""
+    z, mean = torch.tensor([[0.3, -1.2]]), torch.tensor([[0.1, 0.5]])
+    prior_logvar = torch.tensor([[120.0, 0.5]], requires_grad=True)  # dim 0: variance inf in float32
+    post_logvar = torch.tensor([[-1.0, 0.2]], requires_grad=True)
+    prior, posterior = DiagonalGaussian(mean, prior_logvar), DiagonalGaussian(z, post_logvar)
+    for value in (_log_normal(z, mean, prior_logvar).sum(), prior.log_prob(z).sum(), posterior.kl_per_dim(prior).sum()):
+        prior_logvar.grad = post_logvar.grad = None
+        assert torch.isfinite(value)
+        value.backward()
+        assert all(torch.isfinite(v.grad).all() for v in (prior_logvar, post_logvar) if v.grad is not None)
+    # d/dl of -0.5 (l + (z - m)^2 exp(-l)) = -0.5 (1 - (z - m)^2 exp(-l)): -0.5 where exp(-l) underflows to 0
+    prior_logvar.grad = None
+    _log_normal(z, mean, prior_logvar).sum().backward()
+    expected = [-0.5, -0.5 * (1 - (-1.2 - 0.5) ** 2 * math.exp(-0.5))]
+    assert torch.allclose(prior_logvar.grad, torch.tensor([expected]))
 
 
 # a 2-D problem that iVAE solves in a few seconds on one thread

@@ -78,8 +78,10 @@ def resolve_prior_mean(prior_mean: Any, data: DataSpec, prior: str) -> bool:
 
 
 def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Elementwise log N(z; mean, exp(logvar)) (broadcasting)."""
-    return -0.5 * (LOG_2PI + logvar + (z - mean).square() / logvar.exp())
+    """Elementwise log N(z; mean, exp(logvar)) (broadcasting). Multiplies by exp(-logvar): a variance that
+    overflows to inf (logvar > 88, reached by a prior network kicked by lr 1e-2) gives a zero gradient, where
+    dividing by exp(logvar) gives 0 * inf = NaN in backward and ends the run as diverged."""
+    return -0.5 * (LOG_2PI + logvar + (z - mean).square() * (-logvar).exp())
 
 
 # Arguments of exp below about -87 (float32 underflow) leave the CPU kernel's vectorised path: measured 16-38x
