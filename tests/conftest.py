@@ -15,6 +15,21 @@ from vaelab.config import compose_config
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 
+
+def _has_cpp_compiler() -> bool:
+    """Whether compile=true can build here (the check training runs before its first step)."""
+    from vaelab.errors import ConfigError
+    from vaelab.training_module import require_cpp_compiler
+
+    try:
+        require_cpp_compiler()
+    except ConfigError:
+        return False
+    return True
+
+
+HAS_CXX = _has_cpp_compiler()
+
 # An easy case that recovers AD = 2 in a few seconds on one CPU thread.
 EASY = [
     "data.manifold_dim=2",

@@ -64,7 +64,14 @@ def seed_case(compile_: bool, ratios5: list[float], memory: list[dict], per_step
         "steps": 200,
         "reps": 3,
         "first_single_run_s": {"cpu": 62.0, "wall": 70.0},
-        "rows": [{**row(5, ratios5), **per_step}, row(20, [4.0, 4.4, 4.8])],
+        "rows": [
+            {
+                **row(5, ratios5),
+                **per_step,
+                **({"first_stacked_run_s": {"cpu": 30.0, "wall": 33.0}} if compile_ else {}),
+            },
+            row(20, [4.0, 4.4, 4.8]),
+        ],
         "memory": memory,
         "targets": {"seed_ratio_s5": 2.0},
         "provenance": {**PROVENANCE, "command": "python scripts/bench/seed_parallel.py --members 5 20 -- x"},
@@ -155,6 +162,8 @@ def test_page_has_a_table_per_benchmark_with_provenance_and_keeps_the_hand_writt
     assert compiled in generated and "0.90 (0.80-1.00) | 0.90 | >= 2: MISSED |" in generated
     assert "| eager | 20 | 200 | 2.1 | 4.1 | 4.40 (4.00-4.80) | 4.40 | - |" in generated  # targets: S = 5
     assert "about 60 s CPU of compiling" in generated  # 62 s first run - 2.1 s later one
+    assert "The first stacked run at S = 5 took 30.0 s CPU against 4.10 s CPU for a later one." in generated
+    assert "stacked run at S = 20" not in generated  # no warm-up recorded for it
     assert "seed_parallel_ivae_b64_compiled, S = 5: the steps after the first 40 alone" in generated
     assert "give 0.45 (0.40-0.50), what a long run approaches; single run 1.6 s CPU and stacked 3.1 s" in generated
     # memory: 40 MB for 4 further members, 150 MB for 19: on a line; 20 MB for 4, then 400 MB for 19: convex

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SHARED_DATA, SHORT
+from conftest import HAS_CXX, SHARED_DATA, SHORT
 from vaelab.build import build
 from vaelab.errors import ConfigError, RunExistsError, RunInterrupted
 from vaelab.models.base import Batch
@@ -103,6 +103,21 @@ def test_each_member_takes_the_steps_of_the_single_run_with_its_seed(make_cfg, m
         single = single_run_losses(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
         assert len(member) == len(single) >= 20
         assert member == pytest.approx(single, rel=STEP_RTOL), f"seed {seed}"
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="torch.compile needs a C++ compiler")
+def test_a_compiled_stacked_loss_takes_the_eager_steps(make_cfg, monkeypatch):
+    """compile=true compiles the stacked loss (its noise comes from outside: no random numbers in the graph);
+    kernels round differently, so the members' losses agree with eager ones closely, not bit for bit."""
+    from torch._dynamo.utils import counters
+
+    eager = seed_parallel_losses(make_cfg(*IVAE, name="eager"), [0, 1], monkeypatch)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = seed_parallel_losses(make_cfg(*IVAE, "compile=true", name="compiled"), [0, 1], monkeypatch)
+    assert counters["stats"]["unique_graphs"] > graphs  # dynamo captured the stacked loss
+    for member_eager, member_compiled in zip(eager, compiled, strict=True):
+        assert len(member_compiled) == len(member_eager) >= 20
+        assert member_compiled == pytest.approx(member_eager, rel=STEP_RTOL)
 
 
 def _member_models(cfg, seeds):

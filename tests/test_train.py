@@ -14,27 +14,14 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import EASY, SHARED_DATA, SHORT, read_metrics
+from conftest import EASY, HAS_CXX, SHARED_DATA, SHORT, read_metrics
 from vaelab.build import build
 from vaelab.errors import ConfigError, DataError, RunInterrupted
 from vaelab.train import train
-from vaelab.training_module import require_cpp_compiler
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # numbers that must match between two runs with the same seed (everything but timing and paths)
 VOLATILE = {"wall_time_s", "startup_s", "run_dir", "overrides", "resumed_from"}
-
-
-def _has_cpp_compiler() -> bool:
-    """Whether compile=true can build here (the check training runs before its first step)."""
-    try:
-        require_cpp_compiler()
-    except ConfigError:
-        return False
-    return True
-
-
-HAS_CXX = _has_cpp_compiler()
 
 
 def _config_options():

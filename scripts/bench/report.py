@@ -145,10 +145,15 @@ def _seed_parallel(rows: dict) -> list[str]:
         if r["compile"] and r.get("first_single_run_s") and r["rows"]:
             first, later = r["first_single_run_s"], _median(r["rows"][0]["single_run_cpu_s"])
             notes.append(
-                f"{name}: the single runs are compiled (compile=true), the stacked members eager. The one-off compile "
-                f"is not in the ratios: the first (warm-up) single run took {first['cpu']:.1f} s CPU "
-                f"({first['wall']:.1f} s wall) against {later:.2f} s CPU for a later one, so about "
-                f"{first['cpu'] - later:.0f} s CPU of compiling, once per process."
+                f"{name}: compiled (compile=true). The one-off compile is not in the ratios: the first (warm-up) "
+                f"single run took {first['cpu']:.1f} s CPU ({first['wall']:.1f} s wall) against {later:.2f} s CPU "
+                f"for a later one, so about {first['cpu'] - later:.0f} s CPU of compiling, once per process."
+                + "".join(
+                    f" The first stacked run at S = {row['members']} took {row['first_stacked_run_s']['cpu']:.1f} s "
+                    f"CPU against {_median(row['stacked_cpu_s']):.2f} s CPU for a later one."
+                    for row in r["rows"]
+                    if "first_stacked_run_s" in row
+                )
             )
     return lines + (["", *notes] if notes else [])
 

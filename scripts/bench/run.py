@@ -4,7 +4,7 @@ Cases (see CASES): the training-loop overhead against a hand-written loop (synth
 128, the MNIST VAE at batch 128, the iVAE at batch 64), the cost of each diagnostic on its default evaluation
 set, default runs (wall time, the share of it spent in diagnostics, peak memory), and sweep throughput
 (sequential vs joblib with 2 jobs), and seed-parallel training (S stacked members against S sequential single
-runs: the synthetic VAE at batch 128 and 1024, the iVAE eager, and eager members against compiled single runs).
+runs: the synthetic VAE at batch 128 and 1024, the iVAE eager and compiled).
 Every case records its provenance (date, git commit, machine, the exact command); results accumulate in
 <out>/bench.json over invocations (``--fresh`` starts over), and report.py writes docs/performance.md from it.
 Variants inside a case are interleaved over repetitions after a warm-up;
@@ -147,7 +147,7 @@ CASES = (
         timeout_s=1500,
         targets={"seed_ratio_s5": 2.0},
     ),
-    Case(  # the single runs compiled (compile=true), the stacked members eager: a user's two choices
+    Case(  # compile=true: the single runs and the stacked loss compiled
         "seed_parallel_ivae_b64_compiled",
         "seed_parallel.py",
         ("--members", "5", "20", "--steps", "200", *MEMORY, "--", "experiment=ivae", "compile=true"),

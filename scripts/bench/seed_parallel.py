@@ -11,10 +11,10 @@ invocation, in CPU time of this process (on a machine shared with other jobs, wa
 process waits for a core; wall-time ratios are listed too); absolute times depend on the machine and its load
 (reported).
 
-With ``compile=true`` the single runs train compiled (``torch.compile`` of the loss) and the stacked run eagerly
-(seed-parallel training does not compile): the comparison of a user's two choices. The untimed warm-up single
-run then pays the one-off compile; it is reported (``first_single_run_s``: its seconds, compile included)
-and left out of the ratio. Memory: one fresh process per S (and S = 1) builds the stacked members and trains
+With ``compile=true`` both train compiled (``torch.compile`` of the single run's loss and of the stacked loss).
+The untimed warm-up runs then pay the one-off compiles, once per process and S; they are reported
+(``first_single_run_s`` and each row's ``first_stacked_run_s``: their seconds, compile included) and left out of
+the ratio. Memory: one fresh process per S (and S = 1) builds the stacked members and trains
 them ``--memory-steps`` steps (``--memory-members``: more S values, for memory alone); its peak RSS, less that
 of S = 1, is what the S - 1 further members cost (it should grow no more than linearly in S). The peak RSS of
 the timing process is listed too (it only grows). With ``--short-steps K`` every repetition also times both
@@ -158,6 +158,8 @@ def main() -> None:
         first = single_run_seconds(overrides, 100, workdir)
         rows = []
         for members in args.members:
+            # warm-up, not in the ratios: compile=true compiles the stacked loss of each S here
+            first_stacked = stacked_seconds(overrides, members, workdir) if cfg.get("compile") else None
             pairs = [
                 (single_run_seconds(overrides, rep, workdir), stacked_seconds(overrides, members, workdir))
                 for rep in range(args.reps)
@@ -184,6 +186,11 @@ def main() -> None:
                     "per_step_ratios": [round(r, 2) for r in marginal],
                     "single_short_cpu_s": [round(single[0], 3) for single, _ in shorts],
                     "stacked_short_cpu_s": [round(stacked[0], 3) for _, stacked in shorts],
+                }
+            if first_stacked is not None:
+                per_step["first_stacked_run_s"] = {
+                    "cpu": round(first_stacked[0], 3),
+                    "wall": round(first_stacked[1], 3),
                 }
             rows.append(
                 {

@@ -56,6 +56,9 @@ class SeedParallelLoop:
                 f"optimizer={type(self.optimizer).__name__} is not elementwise; seed-parallel training "
                 f"takes one of {list(ELEMENTWISE_OPTIMIZERS)}"
             )
+        # compile=true: the stacked loss compiled as a single run compiles its own (the noise comes from outside,
+        # so the graph draws no random numbers)
+        self.member_terms = torch.compile(member_terms) if module.compile_loss else member_terms
         self.scheduler_factory, self.kl_warmup = module.scheduler_factory, module.kl_warmup
         self.clip_val, self.clip_algorithm = module.gradient_clip_val, module.gradient_clip_algorithm
         self.loaders = [m.run.datamodule.train_dataloader() for m in members]
@@ -165,7 +168,7 @@ class SeedParallelLoop:
         noise = torch.cat(
             [torch.randn(batch_size, self.stacked.template.latent_dim, generator=m.noise) for m in self.members]
         )
-        terms = member_terms(self.stacked, batch, noise)
+        terms = self.member_terms(self.stacked, batch, noise)
         if beta != 1.0:
             terms["loss"] = terms["loss"] + (beta - 1.0) * terms["kl"]
         losses = terms["loss"].detach().tolist()
@@ -209,8 +212,8 @@ class SeedParallelLoop:
 
     def _gradient_norms(self) -> torch.Tensor:
         """Each member's total gradient norm, (S,)."""
-        grads = [p.grad for p in self.params if p.grad is not None]
-        return torch.stack([g.reshape(len(g), -1).norm(dim=1) for g in grads], 1).norm(dim=1)
+        grads = [p.grad.reshape(len(p.grad), -1) for p in self.params if p.grad is not None]
+        return torch.cat(grads, 1).norm(dim=1)  # one norm over every member's row: fewer operations per step
 
     def _mask_frozen_grads(self) -> None:
         if self.frozen.any():
