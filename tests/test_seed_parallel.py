@@ -21,7 +21,7 @@ from vaelab.seed_parallel import train_seeds
 from vaelab.seed_parallel.loss import member_terms
 from vaelab.seed_parallel.members import build_member
 from vaelab.seed_parallel.runs import _train
-from vaelab.seed_parallel.stacking import StackedModel
+from vaelab.seed_parallel.stacking import StackedModel, flatten_parameters
 from vaelab.seed_parallel.training import SeedParallelLoop
 from vaelab.train import train
 
@@ -192,6 +192,27 @@ def test_stacked_terms_and_gradients_equal_each_models_own(make_cfg, overrides):
             assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-6), name
 
 
+def test_flattened_parameters_are_views_of_one_tensor_whose_grad_collects_each_members_gradient(make_cfg):
+    runs = _member_models(make_cfg(*IVAE), [0, 1])
+    stacked = StackedModel([r.model for r in runs])
+    params = list(stacked.parameters())
+    before = [p.detach().clone() for p in params]
+    flat = flatten_parameters(params)
+    assert flat.shape == (2, sum(p[0].numel() for p in params))
+    assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))  # values kept
+    batch = {k: v[:16] for k, v in runs[0].datamodule.split("train").items() if k != "z_true"}
+    noise = torch.randn(2 * 16, runs[0].model.latent_dim, generator=torch.Generator().manual_seed(5))
+    loss = member_terms(stacked, {k: torch.cat([v] * 2) for k, v in batch.items()}, noise)["loss"]
+    loss[1].backward(retain_graph=True)  # member 1's loss alone: its row of the flat gradient, not member 0's
+    assert flat.grad[0].abs().max() == 0 and flat.grad[1].abs().max() > 0
+    once = flat.grad.clone()
+    loss[1].backward()  # accumulates in place into the same tensor
+    assert torch.allclose(flat.grad, 2 * once)
+    with torch.no_grad():
+        flat[1] += 1.0  # an optimizer's update of the flat parameter moves the stacked ones
+    assert all(torch.equal(p[1], b[1] + 1.0) and torch.equal(p[0], b[0]) for p, b in zip(params, before, strict=True))
+
+
 def _model_kwargs(cfg):
     return {k: v for k, v in cfg.model.items() if k != "_target_"}
 
@@ -285,14 +306,14 @@ def test_a_diverging_member_stops_alone(make_cfg, tmp_path):
     loop = SeedParallelLoop(members)
     with torch.no_grad():  # member 1's decoder so large that its loss overflows at once
         loop.stacked.member_modules["decoder.0"].weight[1] = 1e30
-    before = [p.detach()[1].clone() for p in loop.params]
+    before = [p.detach()[1].clone() for p in loop.stacked.parameters()]
     records = [RunRecord(m.directory, seed=m.seed) for m in members]
     results = _train(loop, records, tmp_path / "checkpoints" / "last.ckpt")
     assert [r["status"] for r in results] == ["completed", "diverged", "completed"]
     diverged = read_metrics(members[1].directory)
     assert diverged["diverged_at_step"] == 0 and diverged["diverged_on"] == "loss" and "error" in diverged
-    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.params, before, strict=True))  # frozen
-    assert all(torch.isfinite(p).all() for p in loop.params)
+    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.stacked.parameters(), before, strict=True))  # frozen
+    assert all(torch.isfinite(p).all() for p in loop.stacked.parameters())
     assert results[0]["steps"] == results[2]["steps"] == 24
 
 
@@ -304,14 +325,14 @@ def test_a_member_whose_gradient_overflows_on_a_finite_loss_stops_with_finite_we
     scale = torch.ones(2, 1, 1)
     scale[1] = float("inf")
     loop.stacked.member_modules["decoder.0"].weight.register_hook(lambda g: g * scale)
-    before = [p.detach()[1].clone() for p in loop.params]
+    before = [p.detach()[1].clone() for p in loop.stacked.parameters()]
     records = [RunRecord(m.directory, seed=m.seed) for m in members]
     results = _train(loop, records, tmp_path / "checkpoints" / "last.ckpt")
     assert [r["status"] for r in results] == ["completed", "diverged"]
     diverged = read_metrics(members[1].directory)
     assert diverged["diverged_at_step"] == 0 and diverged["diverged_on"] == "gradient norm"
-    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.params, before, strict=True))
-    assert all(torch.isfinite(p).all() for p in loop.params)
+    assert all(torch.equal(p.detach()[1], b) for p, b in zip(loop.stacked.parameters(), before, strict=True))
+    assert all(torch.isfinite(p).all() for p in loop.stacked.parameters())
 
 
 def test_train_seeds_writes_each_members_run_directory(make_cfg, tmp_path):

@@ -152,3 +152,26 @@ class StackedModel(nn.Module):
             for name, p in into.named_parameters():
                 p.copy_(state[name])
         return into
+
+
+def flatten_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
+    """Moves the stacked `params` (each (S, ...)) into one (S, P) parameter and returns it: each becomes a view of
+    its columns, and its gradient a view of the same columns of the flat parameter's gradient (kept allocated:
+    backward accumulates into it in place, so zero it between steps instead of setting it to None). The
+    optimizer, gradient norms, clipping and the freezing of stopped members then take one operation per step
+    instead of one per tensor (on CPU, ``foreach`` optimizers loop over tensors)."""
+    if len({(p.dtype, p.device) for p in params}) != 1:
+        raise ValueError("flatten_parameters: the stacked parameters differ in dtype or device")
+    members = len(params[0])
+    sizes = [p[0].numel() for p in params]
+    flat = nn.Parameter(torch.empty(members, sum(sizes), dtype=params[0].dtype, device=params[0].device))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    with torch.no_grad():
+        for p, size in zip(params, sizes, strict=True):
+            columns = slice(offset, offset + size)
+            flat[:, columns].copy_(p.reshape(members, size))
+            p.data = flat.data[:, columns].view(p.shape)
+            p.grad = flat.grad[:, columns].view(p.shape)
+            offset += size
+    return flat
