@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -137,6 +138,38 @@ def test_a_model_with_its_own_objective_is_judged_by_that_objective():
     assert not verdict["converged"] and "validation objective still moving" in verdict["convergence"]["reason"]
 
 
+def _latents(angle: float, n: int = 500) -> torch.Tensor:
+    """Posterior means (n, 3) of fixed points: two sources rotated by `angle` (radians), and a constant dim."""
+    z = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.cat([z @ torch.tensor([[c, -s], [s, c]]), torch.zeros(n, 1)], 1)
+
+
+def test_with_representation_corr_a_settled_representation_converges_while_the_objective_improves():
+    """The iVAE's decoder keeps sharpening (objective -6% over the window) while its latents stay put."""
+    improving = [
+        {**evaluation(s, 3, gamma=None), "objective": obj, "posterior_means": means}
+        for s, obj, means in (
+            (0, -35.2, _latents(0.0)),
+            (500, -36.4, -2.0 * _latents(0.0)[:, [1, 0, 2]]),  # permuted, flipped, rescaled: the same latents
+            (1000, -37.5, 3.0 * _latents(0.0)),
+        )
+    ]
+    assert not assess(improving)["converged"]  # without the option: the objective alone decides
+    verdict = assess(improving, representation_corr=0.99)
+    evidence = verdict["convergence"]
+    assert verdict["converged"] and evidence["checks"]["settled"] and not evidence["loss_settled"]
+    assert evidence["representation_match_window"] == pytest.approx(1.0)
+    assert "representation settled" in evidence["reason"]
+    rotating = [{**e, "posterior_means": _latents(0.3 * i)} for i, e in enumerate(improving)]  # still turning
+    verdict = assess(rotating, representation_corr=0.99)
+    assert not verdict["converged"]
+    assert verdict["convergence"]["representation_match_window"] == pytest.approx(math.cos(0.6), abs=0.02)
+    assert "and the representation too" in verdict["convergence"]["reason"]
+    settled_loss = [{**e, "objective": -37.5} for e in rotating]  # a settled objective is enough on its own
+    assert assess(settled_loss, representation_corr=0.99)["converged"]
+
+
 def test_active_dims_that_change_in_an_extension_are_not_converged():
     history = [evaluation(s, 5) for s in (0, 500, 1000)]
     assert not assess(history, learnable_gamma=True, extensions=[{"active_dims_before": 4}])["converged"]
@@ -223,6 +256,7 @@ def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_
         ),
         (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
         (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),
+        (["callbacks.convergence.representation_corr=1.5"], "callbacks.convergence.representation_corr=1.5 must"),
     ],
 )
 def test_bad_convergence_settings_are_one_line_errors(make_cfg, overrides, message):

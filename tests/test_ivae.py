@@ -211,6 +211,9 @@ def test_short_ivae_run_identifies_2d_sources(make_cfg):
     assert sorted(result["mcc_latent_of_source"]) == [0, 1]  # model.latent_dim=null: the data's 2 sources
     assert result["true_n_sources"] == 2 and result["true_segment_means"] is False
     assert result["model_latent_dim"] == 2 and result["model_prior_mean"] is False  # resolved from the data
+    # experiment=ivae judges convergence by the representation too: the posterior means at the window's ends
+    assert 0.0 < result["convergence"]["representation_match_window"] <= 1.0
+    assert "settled" in result["convergence"]["checks"] and "loss_settled" in result["convergence"]
 
 
 def test_mcc_is_reported_for_any_model_on_data_with_true_latents(make_cfg):

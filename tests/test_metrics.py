@@ -521,3 +521,14 @@ def test_latent_dim_below_one_raises(latent_dim):
 def test_non_positive_gamma_floor_raises():
     with pytest.raises(ConfigError, match=r"model\.gamma_floor"):
         GaussianVAE(spec(6), latent_dim=4, gamma_floor=0.0)
+
+
+def test_representation_match_is_one_for_the_same_latents_up_to_permutation_sign_and_scale():
+    z = torch.randn(400, 3, generator=torch.Generator().manual_seed(1))
+    assert metrics.representation_match(z, -5.0 * z[:, [2, 0, 1]]) == pytest.approx(1.0)
+    c, s = math.cos(math.pi / 4), math.sin(math.pi / 4)
+    turned = torch.cat([z[:, :2] @ torch.tensor([[c, -s], [s, c]]), z[:, 2:]], 1)  # two dims rotated by 45 degrees
+    assert metrics.representation_match(z, turned) == pytest.approx(c, abs=0.05)
+    closed = torch.cat([z[:, :2], torch.zeros(400, 1)], 1)  # a dim that varied no longer does
+    assert metrics.representation_match(z, closed) < 0.2
+    assert metrics.representation_match(torch.zeros(10, 2), torch.zeros(10, 2)) == 1.0  # nothing varies

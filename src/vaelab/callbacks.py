@@ -24,6 +24,8 @@ from vaelab.errors import ConfigError, DivergenceError, RunInterrupted
 
 POSTFIX = ("train/loss", "model/gamma")
 HISTORY_KEYS = ("active_dims", "active_units", "per_dim_encoder_var", "elbo")  # what convergence reads
+REPRESENTATION_POINTS = 1000  # validation points whose posterior means each history entry keeps ...
+REPRESENTATION_KEPT = 10  # ... in the last this many entries (convergence compares the ends of its window)
 HISTOGRAM_BINS = 64  # equal bins: half the cost of TensorBoard's default ~1500 exponential buckets
 RESULT_KEYS = ("active_dims", "active_units", "elbo", "kl", "recon_mse", "gamma", "mcc", "mi", "iw_nll", "iw_ppl")
 log = logging.getLogger("vaelab")
@@ -83,7 +85,12 @@ class Diagnostics(L.Callback):
         evaluation = run_evaluators(self.evaluators, ctx)
         results = evaluation.results()
         if split == "val":
-            self.history.append(self._history_entry(trainer.global_step, results))
+            entry = self._history_entry(trainer.global_step, results)
+            # the same first points at every evaluation: whether the representation still moves (convergence)
+            entry["posterior_means"] = ctx.posterior.mean[:REPRESENTATION_POINTS].detach().cpu().clone()
+            for earlier in self.history[:-REPRESENTATION_KEPT]:
+                earlier.pop("posterior_means", None)  # only recent ones are compared: checkpoints stay small
+            self.history.append(entry)
         if trainer.is_global_zero:
             self._log(trainer, split, evaluation)
             self._report(trainer, split, results, {"posterior pass": passed, **evaluation.durations}, mode, start)

@@ -19,7 +19,13 @@ a learnable decoder variance, gamma). A run has converged when
   negative ELBO, or the model's own objective where it differs, e.g. the iVAE's weighted one, whose ELBO may
   drift while the objective settles) changed by less than ``loss_rtol`` (relative) over the window. With a
   learnable gamma the loss keeps falling as gamma -> 0 on a correct solution (the (d - r)/2 log gamma term), so
-  it says nothing about the structure and is not checked;
+  it says nothing about the structure and is not checked. With ``representation_corr`` set (the iVAE
+  experiments: their result is the representation, not the objective) the check is ``settled`` instead: the
+  loss settled as above, *or* the representation did: the posterior means of the first validation points at
+  the window's last evaluation match those at its first, dim to dim up to permutation, sign and scale, with
+  every matched |correlation| at least ``representation_corr`` (``metrics.representation_match``; the evidence
+  keeps ``loss_settled`` and ``representation_match_window``). A decoder that still sharpens moves the
+  objective by a few percent while the latents, and so MCC, stay where they are;
 - ``dims_cover_data`` (models with a learnable gamma on data without a condition, vectors of at most
   ``LOCAL_DIM_MAX_WIDTH`` numbers): the active dims are at least the data's own local dimension
   (``metrics.local_pca_dimension`` on the training points: the data alone, no ground truth). A direction that
@@ -44,6 +50,7 @@ import lightning as L
 
 from vaelab.console import FILE_ONLY, log
 from vaelab.errors import ConfigError
+from vaelab.metrics import representation_match
 from vaelab.schedules import takes_total_steps, total_steps
 
 EXTEND_CHOICES = ("auto", True, False)
@@ -58,12 +65,15 @@ def assess(
     learnable_gamma: bool = False,
     extensions: Sequence[Mapping[str, Any]] = (),
     data_dimension: int | None = None,
+    representation_corr: float | None = None,
 ) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
     ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``,
     ``gamma`` and ``objective`` (the loss training minimises where it is not neg_elbo: the loss check reads it);
     ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``; ``data_dimension``:
-    the data's local dimension when the model should use at least that many dims (None: no such check).
+    the data's local dimension when the model should use at least that many dims (None: no such check);
+    ``representation_corr``: see the module docstring (None: the loss alone; entries then may carry
+    ``posterior_means``, (M, k), of the same M validation points each).
 
     Returns ``{"converged": bool, "convergence": evidence}``; the evidence has ``checks`` (name -> bool),
     ``reason`` (one line: what failed, or why it passed) and the numbers behind each check."""
@@ -127,12 +137,25 @@ def assess(
         change = abs(last_loss - first_loss) / max(abs(last_loss), 1.0)
         evidence["val_loss_rel_change"], evidence["val_loss"] = change, key
         if not learnable_gamma:
-            checks["loss_settled"] = change < loss_rtol
-            if not checks["loss_settled"]:
-                reasons.append(
-                    f"validation {'objective' if key == 'objective' else 'loss'} still moving ({first_loss:.4g} -> "
-                    f"{last_loss:.4g} nats, {change:.2%} over the window; tolerance {loss_rtol:.2%})"
-                )
+            loss_settled = change < loss_rtol
+            moving = (
+                f"validation {'objective' if key == 'objective' else 'loss'} still moving ({first_loss:.4g} -> "
+                f"{last_loss:.4g} nats, {change:.2%} over the window; tolerance {loss_rtol:.2%})"
+            )
+            means = [recent[0].get("posterior_means"), last.get("posterior_means")]
+            if representation_corr is None or any(m is None for m in means):
+                checks["loss_settled"] = loss_settled
+                if not loss_settled:
+                    reasons.append(moving)
+            else:
+                match = representation_match(*means)
+                evidence["loss_settled"], evidence["representation_match_window"] = loss_settled, match
+                checks["settled"] = loss_settled or match >= representation_corr
+                if not checks["settled"]:
+                    reasons.append(
+                        f"{moving}, and the representation too (matched posterior-mean |correlation| {match:.4f} "
+                        f"over the window; needs {representation_corr:g})"
+                    )
         if data_dimension is not None:
             covered = (
                 max(sum(v <= low for v in group) for group in groups)
@@ -165,7 +188,13 @@ def assess(
     if converged:
         reasons = [
             f"active dims {recent[-1]['active_dims']} over the last {len(recent)} evaluations"
-            + (", variances split" if learnable_gamma else f", loss within {loss_rtol:.2%}")
+            + (
+                ", variances split"
+                if learnable_gamma
+                else f", loss within {loss_rtol:.2%}"
+                if checks.get("loss_settled", evidence.get("loss_settled"))
+                else f", representation settled (matched |correlation| {evidence['representation_match_window']:.4f})"
+            )
             + (f", held through {len(extensions)} extension(s)" if extensions else "")
         ]
     evidence["checks"] = checks
@@ -195,7 +224,7 @@ class Convergence(L.Callback):
     third of ``trainer.max_epochs``) with a fresh schedule (the config's scheduler over the extension's steps, same
     peak learning rate), as long as the total stays within ``max_epochs`` (null: 3 x ``trainer.max_epochs``).
     ``min_extensions`` = 1 makes every extended run show that its active dims hold through more training.
-    window, variance_band, loss_rtol: the criterion of ``assess``.
+    window, variance_band, loss_rtol, representation_corr: the criterion of ``assess``.
     """
 
     def __init__(
@@ -207,6 +236,7 @@ class Convergence(L.Callback):
         window: int = 3,
         variance_band: Sequence[float] = (0.05, 0.8),
         loss_rtol: float = 0.01,
+        representation_corr: float | None = None,
     ):
         if extend not in EXTEND_CHOICES:
             raise ConfigError(f"callbacks.convergence.extend={extend!r} must be one of auto, true, false")
@@ -220,6 +250,12 @@ class Convergence(L.Callback):
             )
         if not loss_rtol > 0:
             raise ConfigError(f"callbacks.convergence.loss_rtol={loss_rtol} must be > 0 (e.g. 0.01)")
+        if representation_corr is not None and not 0 < representation_corr <= 1:
+            raise ConfigError(
+                f"callbacks.convergence.representation_corr={representation_corr} must be in (0, 1] "
+                "(e.g. 0.99), or null (judge by the loss alone)"
+            )
+        self.representation_corr = representation_corr
         if extension_epochs is not None and extension_epochs < 1:
             raise ConfigError(
                 f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
@@ -262,6 +298,7 @@ class Convergence(L.Callback):
             has_learnable_gamma(module.model),
             self.extensions,
             self.data_dimension,
+            self.representation_corr,
         )
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:

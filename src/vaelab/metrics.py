@@ -42,6 +42,18 @@ def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
     return int((posterior_mean_variance(mean) > check_threshold("threshold", threshold)).sum())
 
 
+def representation_match(before: torch.Tensor, after: torch.Tensor, threshold: float = 0.01) -> float:
+    """How far two sets of posterior means of the same M points, (M, k) each, agree up to a permutation, sign and
+    scale of the dims: the smallest matched |correlation| (``mcc``'s matching) over the dims whose means vary
+    (variance above `threshold`, as ``active_units``) in either set. 1 when the representation has not moved; a
+    dim that opened or closed in between, or a rotation of the latents, lowers it. 1 when no dim varies in either."""
+    varying = (posterior_mean_variance(before) > threshold) | (posterior_mean_variance(after) > threshold)
+    if not varying.any():
+        return 1.0
+    _, details = mcc(before[:, varying], after[:, varying])
+    return float(min(details["matched"]))
+
+
 def kl_per_dim(posterior: DiagonalGaussian, prior: DiagonalGaussian | None = None) -> torch.Tensor:
     """E_x KL(q(z_j|x) || p(z_j)) per dim in nats, shape (k,); prior None = N(0, I)."""
     return posterior.kl_per_dim(prior).mean(0)
