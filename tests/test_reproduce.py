@@ -304,3 +304,7 @@ def test_skip_table_judges_by_the_probe_nearest_the_paper_and_ranks_without_a_sa
     ]
     assert probe_table["mnist_pixelcnn_skip"][1:5] == ["linear", "0.9000 → 0.9500: pass", "-", "-"]
     assert probe_table["mnist_mlp_z16_skip"][1:] == ["-", "-", "-", "-", "not run"]
+    doc = tmp_path / "skip.md"
+    main(["skip", "--table-only", "--out", str(tmp_path), "--doc", str(doc)])
+    listed = doc.read_text().split("### Failures")[1].split("###")[0]
+    assert listed.count("mnist_pixelcnn_skip:") == 1  # failed in both tables (metrics, probes): listed once

@@ -138,5 +138,6 @@ STANDARD_TAIL = [Column("converged", converged), Column("jobs", jobs), Column("s
 
 
 def failures(rows: Sequence[Row]) -> list[str]:
-    """'[table] label: why' for every failed row."""
-    return [f"[{r.setting.table}] {r.setting.label}: {r.why}" for r in rows if r.verdict == "FAIL"]
+    """'[table] label: why' for every failed row, once (a setting judged in two tables, e.g. the skip study's
+    metrics and probe tables, fails with one reason)."""
+    return list(dict.fromkeys(f"[{r.setting.table}] {r.setting.label}: {r.why}" for r in rows if r.verdict == "FAIL"))
