@@ -166,7 +166,7 @@ def main() -> None:
             ]
             ratios = [members * single[0] / stacked[0] for single, stacked in pairs]
             wall_ratios = [members * single[1] / stacked[1] for single, stacked in pairs]
-            per_step = {}
+            extra = {}  # the row's optional fields: the per-step ratio, the stacked compile's warm-up
             if args.short_steps:  # the same pair at --short-steps: the difference is what the further steps cost
                 short = [f"trainer.max_steps={args.short_steps}"]
                 shorts = [
@@ -180,7 +180,7 @@ def main() -> None:
                     members * (single[0] - short_single[0]) / (stacked[0] - short_stacked[0])
                     for (single, stacked), (short_single, short_stacked) in zip(pairs, shorts, strict=True)
                 ]
-                per_step = {
+                extra = {
                     "short_steps": args.short_steps,
                     "per_step_ratio": round(statistics.median(marginal), 2),
                     "per_step_ratios": [round(r, 2) for r in marginal],
@@ -188,13 +188,13 @@ def main() -> None:
                     "stacked_short_cpu_s": [round(stacked[0], 3) for _, stacked in shorts],
                 }
             if first_stacked is not None:
-                per_step["first_stacked_run_s"] = {
+                extra["first_stacked_run_s"] = {
                     "cpu": round(first_stacked[0], 3),
                     "wall": round(first_stacked[1], 3),
                 }
             rows.append(
                 {
-                    **per_step,
+                    **extra,
                     "members": members,
                     "seed_throughput_ratio": round(statistics.median(ratios), 2),
                     "ratios": [round(r, 2) for r in ratios],

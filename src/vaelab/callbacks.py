@@ -88,8 +88,8 @@ class Diagnostics(L.Callback):
             entry = self._history_entry(trainer.global_step, results)
             # the same first points at every evaluation: whether the representation still moves (convergence)
             entry["posterior_means"] = ctx.posterior.mean[:REPRESENTATION_POINTS].detach().cpu().clone()
-            for earlier in self.history[:-REPRESENTATION_KEPT]:
-                earlier.pop("posterior_means", None)  # only recent ones are compared: checkpoints stay small
+            if len(self.history) >= REPRESENTATION_KEPT:  # only recent ones are compared: checkpoints stay small
+                self.history[-REPRESENTATION_KEPT].pop("posterior_means", None)
             self.history.append(entry)
         if trainer.is_global_zero:
             self._log(trainer, split, evaluation)

@@ -37,7 +37,7 @@ def loop_state(loop: Any) -> dict[str, Any]:
             "max_epochs": loop.max_epochs,
             "max_steps": loop.max_steps,
             "frozen": loop.frozen.clone(),
-            "frozen_values": [v.clone() for v in loop.frozen_values],
+            "frozen_values": loop.frozen_values.clone(),
         },
         "members": [
             {
@@ -62,8 +62,7 @@ def load_loop_state(loop: Any, state: dict[str, Any]) -> None:
     loop.epoch, loop.global_step = counters["epoch"], counters["global_step"]
     loop.max_epochs, loop.max_steps = counters["max_epochs"], counters["max_steps"]
     loop.frozen.copy_(counters["frozen"])
-    for values, saved in zip(loop.frozen_values, counters["frozen_values"], strict=True):
-        values.copy_(saved)
+    loop.frozen_values.copy_(counters["frozen_values"])
     if state["scheduler"] is not None:
         loop.scheduler.load_state_dict(state["scheduler"])
     for member, saved in zip(loop.members, state["members"], strict=True):

@@ -85,7 +85,7 @@ class SeedParallelLoop:
         self.scheduler = self._scheduler(total_steps(self.max_steps, self.max_epochs, self.steps_per_epoch))
         self.global_step, self.epoch = 0, 0
         self.frozen = torch.zeros(len(members), dtype=torch.bool)
-        self.frozen_values = [self.flat.detach().clone()]  # a list: the checkpoint's format
+        self.frozen_values = self.flat.detach().clone()  # (S, P): a stopped member's row, restored after each step
         self._saved_at = time.monotonic()
 
     def _scheduler(self, steps: int) -> Any:
@@ -230,12 +230,12 @@ class SeedParallelLoop:
     def _restore_frozen(self) -> None:
         if self.frozen.any():
             with torch.no_grad():
-                self.flat[self.frozen] = self.frozen_values[0][self.frozen]
+                self.flat[self.frozen] = self.frozen_values[self.frozen]
 
     def _freeze(self, s: int) -> None:
         self.frozen[s] = True
         with torch.no_grad():
-            self.frozen_values[0][s] = self.flat[s]
+            self.frozen_values[s] = self.flat[s]
 
     def _diverge(self, s: int, what: str, value: float) -> None:
         """Member `s` diverged at this step: no step is taken for it (its weights stay those of its last finite
