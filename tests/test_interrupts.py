@@ -41,6 +41,18 @@ def _one_line(proc: subprocess.Popen) -> str:
     return lines[0]
 
 
+def test_a_signal_inside_signals_held_acts_when_the_block_ends():
+    """The Ctrl-C that broke numpy's import on CI (a RecursionError, exit code 1) is held until the import ends."""
+    from vaelab.entry import signals_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        signal.raise_signal(signal.SIGINT)
+        done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 2.0])
 def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay):
     """0.3-1 s: Python is still importing Hydra and vaelab (before vaelab.cli's handler); later: Hydra composes

@@ -26,6 +26,7 @@ from vaelab.build import Run, build
 from vaelab.cli import format_summary, member_line, overrides, run_reporting_errors, start_line
 from vaelab.console import FILE_ONLY
 from vaelab.console import install as install_console
+from vaelab.entry import signals_held
 from vaelab.errors import ConfigError, DivergenceError
 from vaelab.job_errors import FINAL_EVALUATION, TRAINING, phase, run_job
 from vaelab.loggers import report_final, write_pointer
@@ -108,6 +109,8 @@ def main(cfg: DictConfig) -> float:
     an interrupt ends the job as vaelab.job_errors.run_job says: one line and an exit code, or NaN as a multirun
     job's result."""
     install_console()  # vaelab's lines: on the console as before, and in the job's train.log
+    with signals_held():  # a Ctrl-C inside torch's or numpy's import would break them (vaelab.entry)
+        import lightning  # noqa: F401
     results = run_job(
         cfg.paths.output_dir, lambda: train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
     )
