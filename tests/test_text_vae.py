@@ -12,7 +12,7 @@ from conftest import read_metrics
 from test_text_data import write_corpus
 from vaelab.build import build
 from vaelab.data.spec import DataSpec
-from vaelab.data.text import PAD, TextData
+from vaelab.data.text import BOS, PAD, UNK, TextData
 from vaelab.diagnostics.base import run_evaluators
 from vaelab.diagnostics.iw_nll import ImportanceSampledNLL
 from vaelab.diagnostics.mutual_information import MutualInformation
@@ -83,6 +83,27 @@ def test_decoder_is_causal(corpus, skip):
     out, out_changed = model.decode(z, {"x": x}), model.decode(z, {"x": changed})
     assert torch.allclose(out[:, :3], out_changed[:, :3])  # positions 0..2 predict tokens 1..3: unaffected
     assert not torch.allclose(out[:, 3:], out_changed[:, 3:])
+
+
+def test_word_dropout_replaces_decoder_input_words_by_unk_in_training_only(corpus):
+    data = tiny_data(corpus)
+    model = small_model(data, word_dropout=0.5)
+    seen = []
+    model.decoder_embedding.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    x = data.split("train")["x"]
+    inputs = x[:, : int((x != PAD).sum(1).max())][:, :-1]
+    model.decode(torch.zeros(len(x), 4), {"x": x})
+    fed = seen[-1]
+    words = inputs != PAD
+    words[:, 0] = False
+    assert (fed[:, 0] == BOS).all() and (fed[inputs == PAD] == PAD).all()
+    assert ((fed == inputs) | (fed == UNK))[words].all()
+    assert 0.4 < float((fed[words] == UNK).float().mean()) < 0.6  # ~2,000 words: the std is about 0.01
+    model.eval()
+    model.decode(torch.zeros(len(x), 4), {"x": x})
+    assert torch.equal(seen[-1], inputs)
+    with pytest.raises(ConfigError, match="model.word_dropout=1"):
+        small_model(data, word_dropout=1)
 
 
 def test_skip_feeds_z_to_upper_layers_and_the_softmax(corpus):

@@ -4,6 +4,8 @@ Encoder: embedding -> LSTM over ``<s> w_1 .. w_n </s>`` -> its last hidden state
 Decoder: an LSTM language model over ``<s> w_1 .. w_n`` predicting ``w_1 .. w_n </s>``, with z concatenated to every
 input embedding and every layer's initial hidden state h0 = Linear(z) (c0 = 0). ``skip`` (Skip-VAE) also
 concatenates z to the inputs of layers > 0 and to the last LSTM output before the vocabulary softmax.
+``word_dropout`` (Bowman et al. 2016), in training only: each decoder input word (not ``<s>``) is replaced by
+``<unk>`` with this probability, so that the decoder must take more of the sentence from z.
 
 Batches hold ``x`` (B, T) int64 token ids padded with ``<pad>`` (see vaelab.data.text); each batch is cut to its
 longest row. The reconstruction term is the summed token cross-entropy in nats per document (``</s>`` counted,
@@ -18,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaelab.data.spec import DataSpec
-from vaelab.data.text import PAD, lengths_of
+from vaelab.data.text import PAD, UNK, lengths_of
 from vaelab.errors import ConfigError
 from vaelab.models.base import Batch, LatentVariableModel
 from vaelab.models.gaussian import DiagonalGaussian
@@ -41,6 +43,7 @@ class TextVAE(LatentVariableModel):
         decoder_hidden: int = 256,
         decoder_layers: int = 1,
         dropout: float = 0.0,
+        word_dropout: float = 0.0,
         skip: bool = False,
     ):
         super().__init__()
@@ -58,8 +61,10 @@ class TextVAE(LatentVariableModel):
         ):
             if value < 1:
                 raise ConfigError(f"model.{key}={value} must be >= 1")
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout={dropout} must be in [0, 1)")
+        for key, value in (("dropout", dropout), ("word_dropout", word_dropout)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"model.{key}={value} must be in [0, 1)")
+        self.word_dropout = word_dropout
         self.latent_dim, self.skip, self.vocab_size = latent_dim, skip, data.vocab_size
         self.encoder_embedding = nn.Embedding(data.vocab_size, embedding_dim, padding_idx=PAD)
         self.encoder = nn.LSTM(embedding_dim, encoder_hidden, batch_first=True)
@@ -90,6 +95,10 @@ class TextVAE(LatentVariableModel):
         tokens (teacher forcing): (B, T - 1, decoder_hidden [+ latent_dim with skip]) for the batch cut to its
         longest row T; ``logits`` turns them into next-token logits."""
         inputs = trim(batch["x"])[:, :-1]
+        if self.training and self.word_dropout > 0:
+            dropped = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
+            dropped[:, 0] = False  # <s>
+            inputs = inputs.masked_fill(dropped & (inputs != PAD), UNK)
         z_steps = z.unsqueeze(1).expand(-1, inputs.shape[1], -1)
         h = torch.cat([self.dropout(self.decoder_embedding(inputs)), z_steps], dim=-1)
         h0 = self.to_h0(z).unsqueeze(0)
