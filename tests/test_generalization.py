@@ -165,6 +165,14 @@ def test_smoke_settings_are_short_and_compose():
     assert merge_overrides(["a=1", "b=2"], ["a=3"]) == ["b=2", "a=3"]
 
 
+def test_smoke_shrinks_a_kl_warmup_into_the_two_epochs():
+    from vaelab.reproduce import manifold
+
+    t1 = next(s for s in manifold.settings(False) if s.label.startswith("T1 "))
+    cfg = compose_config(smoke(t1).overrides)
+    assert cfg.trainer.max_epochs == 2 and cfg.kl_warmup.epochs == 1
+
+
 def test_manifold_verdicts_from_runs():
     vae = setting("VAE r=3 d=5 kappa=6")  # held_out: seeds 10, 11, 12
     three = {10: run(active_dims=3), 11: run(active_dims=3), 12: run(active_dims=3)}

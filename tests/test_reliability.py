@@ -193,6 +193,11 @@ BAD_INPUT = [
     (["kl_warmup=linear", "kl_warmup.beta0=1.5"], "kl_warmup.beta0=1.5 must be in [0, 1]"),
     (["kl_warmup=linear", "kl_warmup.epochs=0"], "kl_warmup.epochs=0 / kl_warmup.steps=None must be > 0"),
     (["kl_warmup=linear", "kl_warmup.steps=100"], "kl_warmup.epochs=10 and kl_warmup.steps=100: set exactly one"),
+    (["kl_warmup=linear", "kl_warmup.epochs=1000"], "kl_warmup.epochs=1000 is longer than the run ("),
+    (
+        ["kl_warmup=linear", "kl_warmup.epochs=null", "kl_warmup.steps=100000"],
+        "kl_warmup.steps=100000 is longer than the run (",
+    ),
     (
         ["callbacks.diagnostics.evaluators.iw_nll.samples=-1"],
         "callbacks.diagnostics.evaluators.iw_nll.samples=-1 must be >= 0",

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from vaelab.errors import ConfigError, DataError
 from vaelab.loggers import place_tensorboard
+from vaelab.schedules import total_steps
 from vaelab.validation import check_config, choice, probe_optimizer
 
 # Warnings that say nothing about the run: a torch/Lightning deprecation, and Lightning's note that an epoch
@@ -81,7 +82,7 @@ def build(cfg: DictConfig) -> Run:
 
     check_config(cfg)
     datamodule = instantiate(cfg.data)
-    datamodule.train_dataloader()  # checks batch size against the data (the data is built once, and kept)
+    per_epoch = datamodule.train_dataloader().num_batches()  # checks batch size against the data (built once)
     model = instantiate(cfg.model, _partial_=True, _convert_="all")(data=datamodule.spec)
     if cfg.get("inference"):  # e.g. inference=sa: SemiAmortized(model, ...)
         model = instantiate(cfg.inference, _partial_=True, _convert_="all")(model)
@@ -99,6 +100,9 @@ def build(cfg: DictConfig) -> Run:
         kl_warmup=instantiate(cfg.kl_warmup) if cfg.get("kl_warmup") else None,
         compile_loss=bool(cfg.get("compile", False)),
     )
+    if module.kl_warmup is not None:
+        run_steps = total_steps(cfg.trainer.get("max_steps"), cfg.trainer.get("max_epochs"), per_epoch)
+        module.kl_warmup.check_fits(run_steps, per_epoch)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     tensorboard_dir = place_tensorboard(cfg)  # a sweep job: <sweep dir>/tensorboard/<short name>
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

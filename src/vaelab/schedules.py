@@ -75,7 +75,20 @@ class KLWarmup:
             raise ConfigError(f"kl_warmup.epochs={epochs} / kl_warmup.steps={steps} must be > 0")
         self.beta0, self.epochs, self.steps = float(beta0), epochs, steps
 
+    def length(self, steps_per_epoch: int) -> float:
+        """Optimizer steps until beta reaches 1."""
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch
+
     def weight(self, step: int, steps_per_epoch: int) -> float:
         """beta at optimizer step `step` (0-based) with `steps_per_epoch` optimizer steps per epoch."""
-        length = self.steps if self.steps is not None else self.epochs * steps_per_epoch
-        return min(1.0, self.beta0 + (1.0 - self.beta0) * step / length)
+        return min(1.0, self.beta0 + (1.0 - self.beta0) * step / self.length(steps_per_epoch))
+
+    def check_fits(self, run_steps: int, steps_per_epoch: int) -> None:
+        """ConfigError when beta would not reach 1 within the run's `run_steps` optimizer steps: the run would
+        end minimising another objective than the ELBO it reports."""
+        if self.length(steps_per_epoch) > run_steps:
+            key = f"kl_warmup.steps={self.steps}" if self.steps is not None else f"kl_warmup.epochs={self.epochs}"
+            raise ConfigError(
+                f"{key} is longer than the run ({run_steps} optimizer steps, {steps_per_epoch} per epoch): the KL "
+                f"weight would never reach 1; shorten the warm-up or train longer (trainer.max_epochs)"
+            )

@@ -89,9 +89,13 @@ def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
 
 
 def smoke(setting: Setting) -> Setting:
-    """The setting shrunk to two epochs (plus its own `smoke` overrides) and its first seed: plumbing only."""
+    """The setting shrunk to two epochs (a KL warm-up to one; plus its own `smoke` overrides) and its first seed:
+    plumbing only."""
     from dataclasses import replace
 
-    return replace(
-        setting, overrides=merge_overrides(setting.overrides, SMOKE + setting.smoke), seeds=setting.seeds[:1]
-    )
+    from vaelab.config import compose_config
+
+    shrink = SMOKE + setting.smoke
+    if compose_config(setting.overrides).get("kl_warmup"):  # it must end within the run (KLWarmup.check_fits)
+        shrink = [*shrink, "kl_warmup.epochs=1", "kl_warmup.steps=null"]
+    return replace(setting, overrides=merge_overrides(setting.overrides, shrink), seeds=setting.seeds[:1])
