@@ -53,6 +53,13 @@ def signals_held() -> Iterator[None]:
                 signal.raise_signal(held[0])
 
 
+def load_libraries() -> None:
+    """Imports Lightning (and so torch and numpy) with SIGINT and SIGTERM held; called once the config has been
+    checked, so that a config error is still reported before they load."""
+    with signals_held():
+        import lightning  # noqa: F401
+
+
 def train() -> None:
     """``vaelab-train``: vaelab.train.cli, with a Ctrl-C (or SIGTERM) while the modules load reported in one
     line."""

@@ -26,7 +26,7 @@ from vaelab.build import Run, build
 from vaelab.cli import format_summary, member_line, overrides, run_reporting_errors, start_line
 from vaelab.console import FILE_ONLY
 from vaelab.console import install as install_console
-from vaelab.entry import signals_held
+from vaelab.entry import load_libraries
 from vaelab.errors import ConfigError, DivergenceError
 from vaelab.job_errors import FINAL_EVALUATION, TRAINING, phase, run_job
 from vaelab.loggers import report_final, write_pointer
@@ -85,6 +85,7 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, ckpt_path: str | None = No
     returns the metrics.json fields. DivergenceError when a final metric is not finite."""
     check_config(cfg)  # before torch and Lightning load: a config error is reported in about a second
     check_run_options(cfg, ckpt_path)
+    load_libraries()
     if int(cfg.get("restarts", 1)) > 1:
         run, diagnostics, restart_fields = fit_restarts(cfg, record, _fit)
     else:
@@ -109,8 +110,6 @@ def main(cfg: DictConfig) -> float:
     an interrupt ends the job as vaelab.job_errors.run_job says: one line and an exit code, or NaN as a multirun
     job's result."""
     install_console()  # vaelab's lines: on the console as before, and in the job's train.log
-    with signals_held():  # a Ctrl-C inside torch's or numpy's import would break them (vaelab.entry)
-        import lightning  # noqa: F401
     results = run_job(
         cfg.paths.output_dir, lambda: train_members(cfg) if cfg.get("seeds") is not None else [train(cfg)]
     )
@@ -126,6 +125,7 @@ def main(cfg: DictConfig) -> float:
 def train_members(cfg: DictConfig) -> list[dict[str, Any]]:
     """``seeds=[...]``: the seeds trained in one process as one stacked model (vaelab.seed_parallel), each in its
     own run directory ``<run dir>/seed_<s>/``; returns their metrics.json contents in seed order."""
+    load_libraries()
     from vaelab.seed_parallel import train_seeds
 
     return train_seeds(cfg, list(cfg.seeds), overrides=overrides())
