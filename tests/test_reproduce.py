@@ -270,6 +270,16 @@ def test_a_real_tiny_smoke_run_writes_the_page(tmp_path):
     assert "| tuning | VAE r=1 d=3 kappa=3 | 1 |" in doc.read_text()
 
 
+def test_the_fashion_mnist_rows_are_the_mnist_settings_on_fashion_mnist():
+    named = by_label(skip.settings(False))
+    for model in ("mlp_z16", "mlp_z32", "mlp_z64", "pixelcnn"):
+        for row in ("standard", "skip"):
+            mnist, fashion = named[f"mnist_{model}_{row}"], named[f"fmnist_{model}_{row}"]
+            assert fashion.overrides == [*mnist.overrides[:-1], "data.dataset=fashion_mnist", mnist.overrides[-1]]
+            assert (mnist.table, fashion.table) == ("MNIST", "Fashion-MNIST")
+        assert named[f"fmnist_{model}_skip"].reference == f"fmnist_{model}_standard"
+
+
 def test_skip_table_judges_by_the_probe_nearest_the_paper_and_ranks_without_a_saturated_mi(tmp_path):
     rows = skip.settings(False)
     named = by_label(rows)
@@ -295,7 +305,8 @@ def test_skip_table_judges_by_the_probe_nearest_the_paper_and_ranks_without_a_sa
     assert "seed 0: mi 2.5 vs 3" in why and "probe" not in why  # the old probe_accuracy read as the linear one
     probe_markdown = skip.PROBE_COMPARISON.markdown(skip.PROBE_COMPARISON.rows(rows, runs))
     probe_table = rows_of(probe_markdown.split("\n\n")[1])
-    assert sorted(probe_table) == sorted(f"mnist_{m}_skip" for m in ("mlp_z32", "pixelcnn", "mlp_z16", "mlp_z64"))
+    models = ("mlp_z32", "pixelcnn", "mlp_z16", "mlp_z64")
+    assert sorted(probe_table) == sorted(f"{d}_{m}_skip" for d in ("mnist", "fmnist") for m in models)
     assert probe_table["mnist_mlp_z32_skip"][1:5] == [
         "mlp",
         "0.9200 → 0.9100: FAIL",
