@@ -292,6 +292,7 @@ def test_restarts_train_k_initialisations_and_keep_the_best_validation_elbo(make
     assert attempts[0]["seed"] == 0  # restart 0 is the plain run of this seed
     best = max(attempts, key=lambda a: (bool(a.get("converged")), a["val_elbo"]))  # converged ones first
     assert result["restart_kept"] == best["restart"]
+    assert all(0.0 <= a["val_mcc"] <= 1.0 for a in attempts)  # the data's true latents: reported beside each
     for i in range(3):
         assert (tmp_path / "run" / "restarts" / str(i) / "checkpoints" / "last.ckpt").is_file()
     assert "restarts" not in train(make_cfg(*SHORT, name="single"))  # restarts=1: the plain run

@@ -127,6 +127,7 @@ class Diagnostics(L.Callback):
             "objective": results.get("objective"),  # what training minimises, when it is not neg_elbo
             "gamma": results.get("gamma"),
             "group_encoder_var": results.get("group_encoder_var"),
+            "mcc": results.get("mcc"),  # against the true sources where the data has them: reported, never used
         }
 
     @staticmethod

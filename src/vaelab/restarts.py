@@ -67,10 +67,13 @@ def fit_restarts(
 
 
 def trained_fields(diagnostics: Any, convergence: Any, module: Any, epochs: int) -> dict[str, Any]:
-    """A trained restart's entry in ``restarts``: the last validation ELBO and active dims, its epochs and (with
-    a Convergence callback) whether it converged."""
+    """A trained restart's entry in ``restarts``: the last validation ELBO and active dims, its epochs, (with
+    a Convergence callback) whether it converged and, where the data has true sources, its validation MCC (for
+    the reader: the restart kept is chosen without it)."""
     last = diagnostics.history[-1]
     fields = {"val_elbo": -last["neg_elbo"], "val_active_dims": last["active_dims"], "epochs": epochs}
+    if last.get("mcc") is not None:
+        fields["val_mcc"] = last["mcc"]
     if convergence is not None:
         fields["converged"] = convergence.verdict(diagnostics.history, module)["converged"]
     return fields
