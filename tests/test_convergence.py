@@ -406,3 +406,42 @@ def test_a_resumed_run_gets_back_its_raised_epoch_and_step_limits():
     unbounded._trainer = FakeTrainer(300, -1)  # no step limit: none is invented
     unbounded.load_state_dict(extended.state_dict())
     assert unbounded._trainer.fit_loop.epoch_loop.max_steps == -1
+
+
+def test_a_union_class_short_of_its_own_dimension_is_not_converged():
+    # class 0 on a 2-dim manifold, class 1 on a 3-dim one; class 1 uses only 2 dims (the T5 run of seed 2)
+    short = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
+    history = [union_evaluation(s, short, active_units=3) for s in (0, 500, 1000)]
+    verdict = assess(history, learnable_gamma=True, group_data_dimensions=[2, 3])
+    assert not verdict["converged"] and not verdict["convergence"]["checks"]["group_dims_match_data"]
+    assert "class 1: 2 active, data 3 (a direction left to gamma)" in verdict["convergence"]["reason"]
+    assert verdict["convergence"]["group_active_dims"] == [2, 2]
+    assert assess(history, learnable_gamma=True, group_data_dimensions=[2, 2])["converged"]
+    # more dims open than the class's data has: still open; a class too small to tell is not judged
+    assert (
+        "class 0: 2 active, data 1"
+        in assess(history, learnable_gamma=True, group_data_dimensions=[1, None])["convergence"]["reason"]
+    )
+    assert assess(history, learnable_gamma=True, group_data_dimensions=[None, 2])["converged"]
+
+
+def test_each_class_dimension_is_measured_where_the_condition_is_the_class():
+    from types import SimpleNamespace
+
+    from vaelab.convergence import Convergence, condition_is_class
+    from vaelab.data.conditional_manifold import ContinuousGroupsData, UnionManifoldData
+    from vaelab.models.cvae import ConditionalVAE
+
+    def measured(data):
+        data.setup("fit")
+        model = ConditionalVAE(data.spec, latent_dim=6)
+        callback = Convergence()
+        callback.on_fit_start(SimpleNamespace(datamodule=data), SimpleNamespace(model=model))
+        return callback
+
+    union = measured(UnionManifoldData(class_manifold_dims=(1, 3, 2), ambient_dim=10, n_per_class=600))
+    assert union.group_data_dimensions == [1, 3, 2] and union.data_dimension is None
+    groups = measured(ContinuousGroupsData(manifold_dim=4, group_ranks=(1, 2), ambient_dim=10, n_per_group=600))
+    assert groups.group_data_dimensions is None  # the condition reveals coordinates: x's dimension is not the answer
+    y = torch.tensor([0, 1, 1, 0])
+    assert condition_is_class(torch.eye(2)[y], y) and not condition_is_class(torch.randn(4, 2), y)

@@ -32,6 +32,13 @@ a learnable decoder variance, gamma). A run has converged when
   the data spans but that no active dim carries is absorbed into gamma as noise: the run plateaus with every
   other check passing (seen where the data expresses one direction several times more weakly than the others).
   With groups, the group that uses the most dims is compared (the local dimension is a median over the data);
+- ``group_dims_match_data`` (models with a learnable gamma on data whose condition is a function of the class
+  ``y``, e.g. a one-hot class on a discrete union of manifolds: vectors of at most ``LOCAL_DIM_MAX_WIDTH``
+  numbers): each class's active dims (variance at most the band's low end, within the class) equal that
+  class's own local dimension (local PCA on the class's training points). Within a class the condition is
+  constant, so it can carry none of the class's dims: fewer active dims leave a direction to gamma, more are
+  still open. Not applied where the condition varies within a class (condition groups revealing coordinates:
+  there the condition carries some of them);
 - ``dims_within_data`` (the same runs, without groups): the active dims are at most the data's local dimension.
   More means dims that carry nothing the data has are still open: gamma has not fallen far enough to close them
   (seen with a small initial gamma that then hardly moves, e.g. model.log_gamma_init=-8);
@@ -47,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import torch
 
 from vaelab.console import FILE_ONLY, log
 from vaelab.errors import ConfigError
@@ -66,6 +74,7 @@ def assess(
     extensions: Sequence[Mapping[str, Any]] = (),
     data_dimension: int | None = None,
     representation_corr: float | None = None,
+    group_data_dimensions: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """The convergence verdict of a run. ``history``: validation evaluations in step order, each with ``step``,
     ``active_dims``, ``encoder_var`` (k mean variances), ``neg_elbo`` (nats) and optionally ``active_units``,
@@ -73,7 +82,9 @@ def assess(
     ``extensions``: the cycles added by ``Convergence``, each with ``active_dims_before``; ``data_dimension``:
     the data's local dimension when the model should use at least that many dims (None: no such check);
     ``representation_corr``: see the module docstring (None: the loss alone; entries then may carry
-    ``posterior_means``, (M, k), of the same M validation points each).
+    ``posterior_means``, (M, k), of the same M validation points each); ``group_data_dimensions``: each class's
+    local dimension (None for a class with too few points to tell) when the model should use exactly that many
+    dims in the class (None: no such check).
 
     Returns ``{"converged": bool, "convergence": evidence}``; the evidence has ``checks`` (name -> bool),
     ``reason`` (one line: what failed, or why it passed) and the numbers behind each check."""
@@ -176,6 +187,19 @@ def assess(
                         f"{last['active_dims']} active dims but the data's local dimension is {data_dimension} "
                         "(local PCA): dims beyond the data's own are still open"
                     )
+        if group_data_dimensions is not None and learnable_gamma and groups:
+            used = [sum(v <= low for v in group) for group in groups]
+            pairs = [(g, used[g], r) for g, r in enumerate(group_data_dimensions) if r is not None and g < len(used)]
+            wrong = [(g, a, r) for g, a, r in pairs if a != r]
+            checks["group_dims_match_data"] = not wrong
+            evidence["group_data_local_dimension"] = list(group_data_dimensions)
+            evidence["group_active_dims"] = used
+            if wrong:
+                reasons.append(
+                    "class active dims differ from the class's local dimension (local PCA): "
+                    + ", ".join(f"class {g}: {a} active, data {r}" for g, a, r in wrong[:6])
+                    + (" (a direction left to gamma)" if any(a < r for _, a, r in wrong) else "")
+                )
         if extensions:
             before = extensions[-1]["active_dims_before"]
             checks["held_through_extension"] = last["active_dims"] == before
@@ -200,6 +224,11 @@ def assess(
     evidence["checks"] = checks
     evidence["reason"] = "; ".join(reasons)
     return {"converged": converged, "convergence": evidence}
+
+
+def condition_is_class(c: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the condition c (N, t) is constant within each class of y (N,): a class label in disguise."""
+    return all(bool((part == part[:1]).all()) for part in (c[y == g] for g in y.unique()))
 
 
 def _dim_name(key: int | tuple[int, int]) -> str:
@@ -267,6 +296,7 @@ class Convergence(L.Callback):
         self.min_extensions, self.window, self.variance_band, self.loss_rtol = min_extensions, window, band, loss_rtol
         self.extensions: list[dict[str, Any]] = []
         self.data_dimension: int | None = None  # set when training starts, where it applies
+        self.group_data_dimensions: list[int | None] | None = None  # the same, per class
         self.base_epochs: int | None = None
         self._trainer: L.Trainer | None = None
 
@@ -299,25 +329,32 @@ class Convergence(L.Callback):
             self.extensions,
             self.data_dimension,
             self.representation_corr,
+            self.group_data_dimensions,
         )
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        """The data's local dimension, for unconditional models with a learnable gamma on vector data."""
+        """The data's local dimension, for models with a learnable gamma on vector data: of the whole data
+        without a condition, of each class where the condition is a function of the class."""
         from vaelab.metrics import local_pca_dimension
 
         spec = trainer.datamodule.spec
         if (
             not has_learnable_gamma(module.model)
-            or spec.condition_dim
             or spec.aux_dim
             or len(spec.x_shape) != 1
             or spec.x_dim > LOCAL_DIM_MAX_WIDTH
             or spec.vocab_size
         ):
             return
-        x = trainer.datamodule.split("train")["x"]
-        if len(x) >= 10 * max(2 * spec.x_dim, 20):
-            self.data_dimension = local_pca_dimension(x)[0]
+        train = trainer.datamodule.split("train")
+        x, enough = train["x"], 10 * max(2 * spec.x_dim, 20)
+        if not spec.condition_dim:
+            if len(x) >= enough:
+                self.data_dimension = local_pca_dimension(x)[0]
+        elif "y" in train and condition_is_class(train["c"], train["y"]):
+            y = train["y"].long()
+            members = [x[y == g] for g in range(int(y.max()) + 1)]
+            self.group_data_dimensions = [local_pca_dimension(m)[0] if len(m) >= enough else None for m in members]
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         self._trainer = trainer

@@ -149,6 +149,7 @@ class SeedParallelLoop:
                 member.convergence.on_fit_start(member.view, member.run.module)
                 checked = member.convergence
             member.convergence.data_dimension = checked.data_dimension
+            member.convergence.group_data_dimensions = checked.group_data_dimensions
 
     def training_members(self) -> list[int]:
         return [s for s, m in enumerate(self.members) if m.status == "training"]
