@@ -257,6 +257,7 @@ def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_
         (["callbacks.convergence.window=1"], "callbacks.convergence.window=1 must be >= 2"),
         (["callbacks.convergence.variance_band=[0.8,0.05]"], "callbacks.convergence.variance_band"),
         (["callbacks.convergence.representation_corr=1.5"], "callbacks.convergence.representation_corr=1.5 must"),
+        (["callbacks.convergence.reopen_gamma_factor=1"], "callbacks.convergence.reopen_gamma_factor=1 must be > 1"),
     ],
 )
 def test_bad_convergence_settings_are_one_line_errors(make_cfg, overrides, message):
@@ -445,3 +446,19 @@ def test_each_class_dimension_is_measured_where_the_condition_is_the_class():
     assert groups.group_data_dimensions is None  # the condition reveals coordinates: x's dimension is not the answer
     y = torch.tensor([0, 1, 1, 0])
     assert condition_is_class(torch.eye(2)[y], y) and not condition_is_class(torch.randn(4, 2), y)
+
+
+def test_gamma_is_lowered_only_where_a_direction_of_the_data_is_missing():
+    from vaelab.convergence import Convergence
+
+    history = [evaluation(s, 2) for s in (0, 500, 1000)]
+    kick = Convergence(reopen_gamma_factor=100)
+    short = assess(history, learnable_gamma=True, data_dimension=3)
+    assert kick.gamma_shift(short) == pytest.approx(-math.log(100))
+    assert Convergence(reopen_gamma_factor=None).gamma_shift(short) is None  # off
+    assert kick.gamma_shift(assess(history, learnable_gamma=True, data_dimension=2)) is None  # converged
+    assert kick.gamma_shift(assess(history, learnable_gamma=True, data_dimension=1)) is None  # too many dims open
+    split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
+    union = [union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)]
+    assert kick.gamma_shift(assess(union, learnable_gamma=True, group_data_dimensions=[2, 3])) is not None
+    assert kick.gamma_shift(assess(union, learnable_gamma=True, group_data_dimensions=[1, 2])) is None

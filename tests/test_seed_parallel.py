@@ -283,6 +283,46 @@ def test_members_extend_training_or_stop_as_their_single_runs_do(make_cfg, monke
         assert result["active_dims"] == single["active_dims"]
 
 
+def test_a_member_short_of_the_data_gets_gamma_lowered_as_its_single_run_does(make_cfg, monkeypatch):
+    """``reopen_gamma_factor``: seed 1's verdict says its active dims fall short of the data (patched), so its
+    extension starts with gamma / 100; seed 0's does not. Stacked members do what their single runs do."""
+
+    def verdict(self, history, module):
+        checks = {"dims_cover_data": module.eval_seed != 1}
+        return {
+            "converged": False,
+            "convergence": {"reason": "patched", "checks": checks, "extensions": list(self.extensions)},
+        }
+
+    monkeypatch.setattr("vaelab.convergence.Convergence.verdict", verdict)
+    overrides = [
+        *SHORT,
+        "trainer.max_epochs=4",
+        "callbacks.convergence.extend=true",
+        "logger=none",
+        "callbacks.convergence.extension_epochs=2",
+        "callbacks.convergence.max_epochs=6",
+        "callbacks.diagnostics.every_n_epochs=2",
+        "callbacks.convergence.reopen_gamma_factor=100",
+    ]
+    results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])
+    for seed, result in zip([0, 1], results, strict=True):
+        single = train(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
+        for run in (result, single):
+            (extension,) = run["convergence"]["extensions"]
+            lowered = extension.get("log_gamma_lowered")
+            assert (lowered is not None) == (seed == 1)
+            if lowered:
+                assert lowered[1] == pytest.approx(lowered[0] - math.log(100))
+        stacked_lowered = result["convergence"]["extensions"][0].get("log_gamma_lowered")
+        if stacked_lowered:
+            assert stacked_lowered == pytest.approx(
+                single["convergence"]["extensions"][0]["log_gamma_lowered"], rel=1e-4
+            )
+        assert result["elbo"] == pytest.approx(single["elbo"], rel=1e-3)
+        assert result["gamma"] == pytest.approx(single["gamma"], rel=1e-3)
+
+
 def test_ivae_mcc_agrees_with_separate_runs(make_cfg):
     overrides = [*IVAE, "trainer.max_steps=-1", "trainer.max_epochs=4"]
     results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])

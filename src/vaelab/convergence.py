@@ -236,6 +236,21 @@ def _dim_name(key: int | tuple[int, int]) -> str:
     return f"group {key[0]} dim {key[1]}" if isinstance(key, tuple) else f"dim {key}"
 
 
+def extension_record(
+    at_epoch: int, at_step: int, epochs: int, active_dims: int, verdict: dict[str, Any]
+) -> dict[str, Any]:
+    """One entry of ``convergence.extensions``: where the extension starts, its length and why it was made."""
+    return {
+        "at_epoch": at_epoch,
+        "at_step": at_step,
+        "epochs": epochs,
+        "active_dims_before": active_dims,
+        "reason": verdict["convergence"]["reason"]
+        if not verdict["converged"]
+        else "confirmation: the active dims must hold through more training",
+    }
+
+
 def has_learnable_gamma(model: Any) -> bool:
     """Whether `model` (or the model it wraps, e.g. SA-VAE) has a learnable decoder variance gamma."""
     inner = getattr(model, "base", model)  # SA-VAE wraps the model it refines
@@ -254,6 +269,12 @@ class Convergence(L.Callback):
     peak learning rate), as long as the total stays within ``max_epochs`` (null: 3 x ``trainer.max_epochs``).
     ``min_extensions`` = 1 makes every extended run show that its active dims hold through more training.
     window, variance_band, loss_rtol, representation_corr: the criterion of ``assess``.
+    reopen_gamma_factor: when an extension is made because a direction of the data is not represented (the active
+    dims below the data's local dimension: ``dims_cover_data`` failed, or a class of ``group_dims_match_data`` is
+    short), gamma is divided by this factor at the start of the extension (null: left as it is). Such a run sits
+    at a saddle: gamma has settled at the residual of the missing direction, and a closed dim gets no gradient to
+    open. A smaller gamma makes that residual cost more than a dim's KL, so the dim opens if the data needs it;
+    gamma is learned again from there. Runs whose dims cover the data are never touched.
     """
 
     def __init__(
@@ -266,6 +287,7 @@ class Convergence(L.Callback):
         variance_band: Sequence[float] = (0.05, 0.8),
         loss_rtol: float = 0.01,
         representation_corr: float | None = None,
+        reopen_gamma_factor: float | None = 30.0,
     ):
         if extend not in EXTEND_CHOICES:
             raise ConfigError(f"callbacks.convergence.extend={extend!r} must be one of auto, true, false")
@@ -285,6 +307,12 @@ class Convergence(L.Callback):
                 "(e.g. 0.99), or null (judge by the loss alone)"
             )
         self.representation_corr = representation_corr
+        if reopen_gamma_factor is not None and not reopen_gamma_factor > 1:
+            raise ConfigError(
+                f"callbacks.convergence.reopen_gamma_factor={reopen_gamma_factor} must be > 1 (e.g. 100), "
+                "or null (leave gamma as it is)"
+            )
+        self.reopen_gamma_factor = reopen_gamma_factor
         if extension_epochs is not None and extension_epochs < 1:
             raise ConfigError(
                 f"callbacks.convergence.extension_epochs={extension_epochs} must be >= 1 (or null: "
@@ -331,6 +359,21 @@ class Convergence(L.Callback):
             self.representation_corr,
             self.group_data_dimensions,
         )
+
+    def gamma_shift(self, verdict: dict[str, Any]) -> float | None:
+        """The amount (in log gamma, negative) by which an extension made on `verdict` lowers gamma: -log
+        ``reopen_gamma_factor`` when a direction of the data is not represented, else None."""
+        if self.reopen_gamma_factor is None or verdict["converged"]:
+            return None
+        evidence = verdict["convergence"]
+        short = evidence["checks"].get("dims_cover_data") is False or (
+            evidence["checks"].get("group_dims_match_data") is False
+            and any(
+                r is not None and a < r
+                for a, r in zip(evidence["group_active_dims"], evidence["group_data_local_dimension"], strict=False)
+            )
+        )
+        return -math.log(self.reopen_gamma_factor) if short else None
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """The data's local dimension, for models with a learnable gamma on vector data: of the whole data
@@ -398,17 +441,14 @@ class Convergence(L.Callback):
         self, trainer: L.Trainer, module: L.LightningModule, epochs: int, active_dims: int, verdict: dict[str, Any]
     ) -> None:
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
-        self.extensions.append(
-            {
-                "at_epoch": trainer.max_epochs,
-                "at_step": trainer.global_step,
-                "epochs": epochs,
-                "active_dims_before": active_dims,
-                "reason": verdict["convergence"]["reason"]
-                if not verdict["converged"]
-                else "confirmation: the active dims must hold through more training",
-            }
-        )
+        self.extensions.append(extension_record(trainer.max_epochs, trainer.global_step, epochs, active_dims, verdict))
+        shift = self.gamma_shift(verdict)
+        if shift is not None:
+            log_gamma = getattr(module.model, "base", module.model).log_gamma
+            before = log_gamma.item()
+            self.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
+            with torch.no_grad():
+                log_gamma.add_(shift)
         trainer.fit_loop.max_epochs = trainer.max_epochs + epochs
         if trainer.fit_loop.epoch_loop.max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch

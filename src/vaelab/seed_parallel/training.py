@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from vaelab.callbacks import LastCheckpoint
+from vaelab.convergence import extension_record
 from vaelab.errors import ConfigError, RunInterrupted
 from vaelab.schedules import takes_total_steps, total_steps
 from vaelab.seed_parallel.checkpoint import Interruptions, save
@@ -321,16 +322,18 @@ class SeedParallelLoop:
         if self.max_epochs + extension > maximum:
             return False
         convergence.extensions.append(
-            {
-                "at_epoch": self.max_epochs,
-                "at_step": self.global_step,
-                "epochs": extension,
-                "active_dims_before": member.diagnostics.history[-1]["active_dims"],
-                "reason": verdict["convergence"]["reason"]
-                if not verdict["converged"]
-                else "confirmation: the active dims must hold through more training",
-            }
+            extension_record(
+                self.max_epochs, self.global_step, extension, member.diagnostics.history[-1]["active_dims"], verdict
+            )
         )
+        shift = convergence.gamma_shift(verdict)
+        if shift is not None:  # the member's log gamma: its entry of the stacked scalars (a view of its flat row)
+            log_gamma = self.stacked.scalars["log_gamma"]
+            s = self.members.index(member)
+            before = log_gamma[s].item()
+            convergence.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
+            with torch.no_grad():
+                log_gamma[s] += shift
         return True
 
     def _extend(self, members: list[Member]) -> None:
