@@ -309,7 +309,7 @@ class Convergence(L.Callback):
         self.representation_corr = representation_corr
         if reopen_gamma_factor is not None and not reopen_gamma_factor > 1:
             raise ConfigError(
-                f"callbacks.convergence.reopen_gamma_factor={reopen_gamma_factor} must be > 1 (e.g. 100), "
+                f"callbacks.convergence.reopen_gamma_factor={reopen_gamma_factor} must be > 1 (e.g. 30), "
                 "or null (leave gamma as it is)"
             )
         self.reopen_gamma_factor = reopen_gamma_factor
@@ -366,8 +366,9 @@ class Convergence(L.Callback):
         if self.reopen_gamma_factor is None or verdict["converged"]:
             return None
         evidence = verdict["convergence"]
-        short = evidence["checks"].get("dims_cover_data") is False or (
-            evidence["checks"].get("group_dims_match_data") is False
+        checks = evidence.get("checks", {})
+        short = checks.get("dims_cover_data") is False or (
+            checks.get("group_dims_match_data") is False
             and any(
                 r is not None and a < r
                 for a, r in zip(evidence["group_active_dims"], evidence["group_data_local_dimension"], strict=False)
@@ -442,7 +443,7 @@ class Convergence(L.Callback):
     ) -> None:
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
         self.extensions.append(extension_record(trainer.max_epochs, trainer.global_step, epochs, active_dims, verdict))
-        shift = self.gamma_shift(verdict)
+        shift = trainer.strategy.broadcast(self.gamma_shift(verdict), src=0)  # every process moves the same gamma
         if shift is not None:
             log_gamma = getattr(module.model, "base", module.model).log_gamma
             before = log_gamma.item()
