@@ -257,23 +257,25 @@ def test_final_metrics_agree_with_separate_runs(make_cfg):
         assert result["converged"] == single["converged"]
 
 
+EXTENDING = [  # 4 epochs, then extensions of 2 (the budget: each test's own)
+    *SHORT,
+    "trainer.max_epochs=4",
+    "callbacks.convergence.extend=true",
+    "logger=none",
+    "callbacks.convergence.extension_epochs=2",
+    "callbacks.diagnostics.every_n_epochs=2",
+]
+
+
 def test_members_extend_training_or_stop_as_their_single_runs_do(make_cfg, monkeypatch):
     """Seed 0 converges (the verdict is patched) and stops after its one required extension; seeds 1 and 2 use
     the whole budget, on a fresh schedule per extension, while seed 0's weights stay frozen."""
 
     def verdict(self, history, module):
-        return {"converged": module.eval_seed == 0, "convergence": {"reason": "patched"}}
+        return {"converged": module.eval_seed == 0, "convergence": {"reason": "patched", "checks": {}}}
 
     monkeypatch.setattr("vaelab.convergence.Convergence.verdict", verdict)
-    overrides = [
-        *SHORT,
-        "trainer.max_epochs=4",
-        "callbacks.convergence.extend=true",
-        "logger=none",
-        "callbacks.convergence.extension_epochs=2",
-        "callbacks.convergence.max_epochs=8",
-        "callbacks.diagnostics.every_n_epochs=2",
-    ]
+    overrides = [*EXTENDING, "callbacks.convergence.max_epochs=8"]
     results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1, 2])
     assert [r["epochs"] for r in results] == [6, 8, 8]
     for seed, result in zip([0, 1, 2], results, strict=True):
@@ -295,16 +297,7 @@ def test_a_member_short_of_the_data_gets_gamma_lowered_as_its_single_run_does(ma
         }
 
     monkeypatch.setattr("vaelab.convergence.Convergence.verdict", verdict)
-    overrides = [
-        *SHORT,
-        "trainer.max_epochs=4",
-        "callbacks.convergence.extend=true",
-        "logger=none",
-        "callbacks.convergence.extension_epochs=2",
-        "callbacks.convergence.max_epochs=6",
-        "callbacks.diagnostics.every_n_epochs=2",
-        "callbacks.convergence.reopen_gamma_factor=100",
-    ]
+    overrides = [*EXTENDING, "callbacks.convergence.max_epochs=6", "callbacks.convergence.reopen_gamma_factor=100"]
     results = train_seeds(make_cfg(*overrides, name="stacked"), [0, 1])
     for seed, result in zip([0, 1], results, strict=True):
         single = train(make_cfg(*overrides, f"seed={seed}", name=f"single_{seed}"))
@@ -321,6 +314,8 @@ def test_a_member_short_of_the_data_gets_gamma_lowered_as_its_single_run_does(ma
             )
         assert result["elbo"] == pytest.approx(single["elbo"], rel=1e-3)
         assert result["gamma"] == pytest.approx(single["gamma"], rel=1e-3)
+    unkicked = train(make_cfg(*overrides, "seed=1", "callbacks.convergence.reopen_gamma_factor=null", name="plain"))
+    assert results[1]["gamma"] < unkicked["gamma"]  # the kick moved the model, not only the record
 
 
 def test_ivae_mcc_agrees_with_separate_runs(make_cfg):

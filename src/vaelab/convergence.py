@@ -366,15 +366,24 @@ class Convergence(L.Callback):
         if self.reopen_gamma_factor is None or verdict["converged"]:
             return None
         evidence = verdict["convergence"]
-        checks = evidence.get("checks", {})
-        short = checks.get("dims_cover_data") is False or (
-            checks.get("group_dims_match_data") is False
+        short = evidence["checks"].get("dims_cover_data") is False or (
+            evidence["checks"].get("group_dims_match_data") is False
             and any(
                 r is not None and a < r
                 for a, r in zip(evidence["group_active_dims"], evidence["group_data_local_dimension"], strict=False)
             )
         )
         return -math.log(self.reopen_gamma_factor) if short else None
+
+    def lower_gamma(self, log_gamma: torch.Tensor, shift: float | None) -> None:
+        """Adds `shift` (from ``gamma_shift``; None: nothing) in place to `log_gamma` (a 0-d tensor: the model's
+        parameter, or one member's entry of the stacked ones) and records it in the last extension."""
+        if shift is None:
+            return
+        before = log_gamma.item()
+        self.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
+        with torch.no_grad():
+            log_gamma.add_(shift)
 
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         """The data's local dimension, for models with a learnable gamma on vector data: of the whole data
@@ -444,12 +453,7 @@ class Convergence(L.Callback):
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
         self.extensions.append(extension_record(trainer.max_epochs, trainer.global_step, epochs, active_dims, verdict))
         shift = trainer.strategy.broadcast(self.gamma_shift(verdict), src=0)  # every process moves the same gamma
-        if shift is not None:
-            log_gamma = getattr(module.model, "base", module.model).log_gamma
-            before = log_gamma.item()
-            self.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
-            with torch.no_grad():
-                log_gamma.add_(shift)
+        self.lower_gamma(getattr(module.model, "base", module.model).log_gamma, shift)
         trainer.fit_loop.max_epochs = trainer.max_epochs + epochs
         if trainer.fit_loop.epoch_loop.max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch

@@ -326,14 +326,10 @@ class SeedParallelLoop:
                 self.max_epochs, self.global_step, extension, member.diagnostics.history[-1]["active_dims"], verdict
             )
         )
-        shift = convergence.gamma_shift(verdict)
-        if shift is not None:  # the member's log gamma: its entry of the stacked scalars (a view of its flat row)
-            log_gamma = self.stacked.scalars["log_gamma"]
-            s = self.members.index(member)
-            before = log_gamma[s].item()
-            convergence.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
-            with torch.no_grad():
-                log_gamma[s] += shift
+        # the member's log gamma: its entry of the stacked scalars (a view of its row of the flat parameters)
+        convergence.lower_gamma(
+            self.stacked.scalars["log_gamma"][self.members.index(member)], convergence.gamma_shift(verdict)
+        )
         return True
 
     def _extend(self, members: list[Member]) -> None:
