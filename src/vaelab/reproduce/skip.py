@@ -144,11 +144,12 @@ def pair(
 
 
 def settings(full: bool) -> list[Setting]:
-    """The MNIST and Fashion-MNIST pairs and the text rows; full: the _full experiments (the paper's sizes)."""
+    """The MNIST and Fashion-MNIST pairs and the text rows (PTB, PTB with SA, Yahoo); full: the _full experiments (the paper's sizes)."""
     mlp = ["experiment=skip_mnist_mlp" + ("_full" if full else "")]
     cnn = ["experiment=skip_mnist_pixelcnn" + ("_full" if full else "")]
     text = ["experiment=text_ptb_full"] if full else ["experiment=text_ptb"]
     text_sa = ["experiment=text_ptb_full", "inference=sa"] if full else ["experiment=text_ptb_sa"]
+    yahoo = ["experiment=text_yahoo_local" + ("_full" if full else "")]
     rows = []
     for table, prefix, data in (("MNIST", "mnist", []), ("Fashion-MNIST", "fmnist", ["data.dataset=fashion_mnist"])):
         for name, overrides in (
@@ -169,6 +170,7 @@ def settings(full: bool) -> list[Setting]:
         False,
         "reference row for skip + SA",
     )
+    rows += pair("text", "text_yahoo_skip", yahoo, "text_yahoo_standard", "MI, AU above standard", False)
     return rows
 
 
