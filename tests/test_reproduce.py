@@ -3,6 +3,7 @@ tiny fake run files (metrics.json as vaelab.run_record writes them); one real ti
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -319,3 +320,30 @@ def test_skip_table_judges_by_the_probe_nearest_the_paper_and_ranks_without_a_sa
     main(["skip", "--table-only", "--out", str(tmp_path), "--doc", str(doc)])
     listed = doc.read_text().split("### Failures")[1].split("###")[0]
     assert listed.count("mnist_pixelcnn_skip:") == 1  # failed in both tables (metrics, probes): listed once
+
+
+def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_path):
+    """Two sessions run different rows into scratch folders (then lost); the page, rebuilt from the archive each
+    time, keeps both; a later failed run of a seed does not replace its archived completed one."""
+    named = by_label(skip.settings(False))
+    doc, first, second = tmp_path / "docs" / "skip.md", tmp_path / "first", tmp_path / "second"
+    for seed in (0, 1, 2):
+        common = dict(iw_nll=90.0, elbo=-95.0, kl=5.0, probe_accuracy=0.8, per_dim_kl=[3.0, 0.0])
+        write_run(first, named["mnist_mlp_z32_standard"], seed, **common, mi=2.0, active_units=5)
+        write_run(first, named["mnist_mlp_z32_skip"], seed, **{**common, "probe_accuracy": 0.9}, mi=3.0, active_units=6)
+    assert main(["skip", "--table-only", "--only", "mlp_z32", "--out", str(first), "--doc", str(doc)]) == 0
+    archived = doc.parent / "runs" / "skip" / "mnist_mlp_z32_skip" / "seed_1" / "metrics.json"
+    record = json.loads(archived.read_text())
+    assert record["mi"] == 3.0 and record["per_dim_kl"] == [3.0, 0.0] and "commit" in record["archived"]
+    for seed in (1, 2, 3):  # other seeds than the defaults (0, 1, 2): the page shows the archived ones
+        write_run(second, named["text_ptb_standard"], seed, mi=1.0, active_units=3, iw_ppl=120.0)
+        write_run(second, named["text_ptb_skip"], seed, mi=1.5, active_units=4, iw_ppl=118.0)
+    write_run(second, named["mnist_mlp_z32_skip"], 1, "failed", error="boom")
+    shutil.rmtree(first)
+    text_only = ["--only", "text_ptb_s", "--seeds", "1,2,3", "--out", str(second), "--doc", str(doc)]
+    assert main(["skip", "--table-only", *text_only]) == 0
+    table = rows_of(doc.read_text().split("### Skip-VAE")[1].split("\n\n")[1])
+    assert table["mnist_mlp_z32_skip"][-1] == "pass" and table["mnist_mlp_z32_skip"][-3] == "3/3"
+    assert table["text_ptb_skip"][-1] == "pass" and table["text_ptb_skip"][-3] == "3/3"
+    assert table["mnist_pixelcnn_skip"][-1] == "not run" and json.loads(archived.read_text())["mi"] == 3.0
+    assert "- 12 run file(s): commit" in doc.read_text()

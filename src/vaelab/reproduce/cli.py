@@ -4,10 +4,14 @@ Every setting of the study is one resumable ``vaelab-train -m`` multirun over it
 ``--out`` (default ``outputs/reproduce/<study>``, ``$VAELAB_LOG_DIR`` instead of ``outputs``); the seeds of a
 setting whose model stacks (vaelab.seed_parallel) train in one job as one stacked model, ``seeds=[...]``
 (``--one-process-per-seed``: a job per seed); running again finishes what is missing, ``--table-only`` rebuilds the
-page from the run files. The page (tables, verdicts, failures, figures, commands, git commit, date, machine) goes to
-``<out>/table.md`` and to ``--doc`` (default ``docs/results/<study>.md`` with its figures in
-``docs/results/figures/``; not written by ``--full``, ``--smoke`` or ``--only`` unless ``--doc`` is given). The exit
-code is 1 when the study fails.
+page from the run files. The page of the chosen settings (tables, verdicts, failures, figures, commands, git commit,
+date, machine) goes to ``<out>/table.md``. The runs are then copied into the results archive beside ``--doc``
+(default ``docs/results/<study>.md`` unless ``--out`` is given; archive ``docs/results/runs/<study>/``,
+vaelab.reproduce.archive), and
+``--doc`` is rebuilt from the archive with every setting of the study (its figures in ``docs/results/figures/``),
+so that runs made at different times (``--only``, ``--half``) add up to one page. ``--full`` and ``--smoke`` archive
+nothing and write ``--doc`` only when it is given, from their own runs. The exit code is 1 when the chosen
+settings fail.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vaelab.reproduce import Runs, Setting, run_setting, shown_command, stacked_seeds, sweep_dir
+from vaelab.reproduce.archive import archive_note, archive_runs, with_archived_seeds
 from vaelab.reproduce.document import provenance, write_page
 from vaelab.reproduce.plan import plan, smoke
 from vaelab.reproduce.study import Study
@@ -103,7 +108,8 @@ def parser(study: Study) -> argparse.ArgumentParser:
         "--doc",
         type=Path,
         default=None,
-        help=f"the results page (default docs/results/{study.name}.md; none for --full/--smoke/--only)",
+        help=f"the results page, rebuilt from the archive in its folder's runs/{study.name}/ (default "
+        f"docs/results/{study.name}.md; none for --full/--smoke/--out)",
     )
     p.add_argument("overrides", nargs="*", help="extra overrides for every job, e.g. trainer=gpu")
     return p
@@ -154,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.error(f"--half {args.half} --only {args.only!r} matches none of: {', '.join(s.label for s in settings)}")
     suffix = ("_full" if full else "") + ("_smoke" if args.smoke else "")
     out = args.out or Path(os.environ.get("VAELAB_LOG_DIR", "outputs")) / "reproduce" / (name + suffix)
-    doc = args.doc or (None if full or args.smoke or args.only else Path("docs") / "results" / f"{name}.md")
+    default_doc = not (full or args.smoke or args.out)  # a study run into its own --out folder is a scratch run
+    doc = args.doc or (Path("docs") / "results" / f"{name}.md" if default_doc else None)
     per_setting = args.jobs_per_setting or min(args.n_jobs, max(len(s.seeds) for s in chosen))
     sweeps = one_per_sweep(chosen, out)
     runs = Runs(out, settings)
@@ -187,18 +194,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             list(pool.map(lambda s: run_setting(s, out, per_setting, args.overrides, stacked[s.label]), sweeps))
 
     runs = Runs(out, settings)  # read again: the runs just made
-    page_dir = doc.parent if doc else out
-    figures = study.figures(chosen, runs, page_dir / "figures")
     invocation = shlex.join(["vaelab-reproduce", name, *rest])
+    archive = doc.parent / "runs" / name if doc is not None and not (full or args.smoke) else None
+    page_dir = out if archive or doc is None else doc.parent
+    figures = study.figures(chosen, runs, page_dir / "figures")
     text, failed = study.page(
         chosen, runs, figures, page_dir, provenance(invocation, commands, out, args.table_only), args.smoke
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(text)
-    if doc is not None:
+    if archive is not None:
+        archive_runs(runs, settings, archive)
+        write_page(doc, archived_page(study, archive, doc, invocation, out, args.overrides))
+    elif doc is not None:
         write_page(doc, text)
     print(text + f"\nWritten: {out / 'table.md'}" + (f", {doc}" if doc else ""))
     return 1 if failed else 0
+
+
+def archived_page(study: Study, archive: Path, doc: Path, invocation: str, out: Path, overrides: Sequence[str]) -> str:
+    """The results page of every setting of the study, from the run files in its archive (`doc`'s figures in
+    its folder's figures/; the commands as run into `out`)."""
+    shown = with_archived_seeds(study.settings(False), archive)
+    runs = Runs(archive, shown)
+    commands = [
+        shown_command(s, out, 1, overrides, stacked_seeds(s, None, overrides)) for s in one_per_sweep(shown, out)
+    ]
+    figures = study.figures(shown, runs, doc.parent / "figures")
+    note = provenance(invocation, commands, archive, True, archive_note(archive) or "- (no run file yet)")
+    return study.page(shown, runs, figures, doc.parent, note, False)[0]
 
 
 def entry() -> None:

@@ -144,7 +144,8 @@ def pair(
 
 
 def settings(full: bool) -> list[Setting]:
-    """The MNIST and Fashion-MNIST pairs and the text rows (PTB, PTB with SA, Yahoo); full: the _full experiments (the paper's sizes)."""
+    """The MNIST and Fashion-MNIST pairs and the text rows (PTB, PTB with SA, Yahoo); full: the _full
+    experiments (the paper's sizes)."""
     mlp = ["experiment=skip_mnist_mlp" + ("_full" if full else "")]
     cnn = ["experiment=skip_mnist_pixelcnn" + ("_full" if full else "")]
     text = ["experiment=text_ptb_full"] if full else ["experiment=text_ptb"]
