@@ -195,11 +195,13 @@ def test_extension_runs_until_the_active_dims_hold_then_stops(make_cfg, tmp_path
     result = train(make_cfg(*EXTENDED))
     extensions = result["convergence"]["extensions"]
     assert len(extensions) >= 1 and extensions[0]["at_epoch"] == 20 and extensions[0]["epochs"] == 10
-    assert result["epochs"] == 20 + 10 * len(extensions) <= 60  # the default budget: 3 x trainer.max_epochs
+    # the default budget: 3 x trainer.max_epochs, one more extension per gamma move, at most 6 x
+    budget = min(60 + 10 * sum("log_gamma_lowered" in e or "log_gamma_raised" in e for e in extensions), 120)
+    assert result["epochs"] == 20 + 10 * len(extensions) <= budget
     if result["converged"]:  # stopped once the active dims held through an extension
-        assert result["active_dims"] == extensions[-1]["active_dims_before"] and result["epochs"] < 60
+        assert result["active_dims"] == extensions[-1]["active_dims_before"] and result["epochs"] < budget
     else:  # or ran to the end of its budget (what this short run does)
-        assert result["epochs"] == 60
+        assert result["epochs"] == budget
     # the budget caps the run, converged or not
     capped = train(
         make_cfg(
@@ -224,7 +226,8 @@ def test_extension_runs_until_the_active_dims_hold_then_stops(make_cfg, tmp_path
 def test_resume_inside_an_extension_matches_the_uninterrupted_run(make_cfg, tmp_path):
     overrides = [*EXTENDED, "callbacks.convergence.max_epochs=40", "callbacks.convergence.window=8"]
     uninterrupted = train(make_cfg(*overrides, name="full"))
-    assert uninterrupted["epochs"] == 40  # never converges with window 8: two extensions
+    extensions = uninterrupted["convergence"]["extensions"]
+    assert uninterrupted["epochs"] == 40 and extensions  # never converges with window 8: two extensions
     with pytest.raises(RunInterrupted):
         train(
             make_cfg(
@@ -462,3 +465,40 @@ def test_gamma_is_lowered_only_where_a_direction_of_the_data_is_missing():
     union = [union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)]
     assert kick.gamma_shift(assess(union, learnable_gamma=True, group_data_dimensions=[2, 3])) is not None
     assert kick.gamma_shift(assess(union, learnable_gamma=True, group_data_dimensions=[1, 2])) is None
+
+
+def test_a_lowered_gamma_is_raised_halfway_back_where_too_many_dims_open():
+    from vaelab.convergence import Convergence
+
+    history = [evaluation(s, 2) for s in (0, 500, 1000)]
+    over = assess(history, learnable_gamma=True, data_dimension=1)
+    kick, half = Convergence(reopen_gamma_factor=30), math.log(30) / 2
+    kick.extensions = [{"log_gamma_lowered": [-5.0, -8.4]}, {}]  # the current extension comes last
+    assert kick.gamma_shift(over, -12.0) == pytest.approx(half)  # half a lowering undone
+    assert kick.gamma_shift(over, -6.0) == pytest.approx(1.0)  # up to the gamma before the first lowering
+    assert kick.gamma_shift(over, -5.0) is None  # there already
+    kick.extensions = [{}, {}]
+    assert kick.gamma_shift(over, -12.0) is None  # never lowered: never raised
+    log_gamma = torch.tensor(-9.0)
+    kick.extensions = [{"log_gamma_lowered": [-5.0, -8.4]}, {}]
+    kick.move_gamma(log_gamma, kick.gamma_shift(over, log_gamma.item()))
+    assert log_gamma.item() == pytest.approx(-9.0 + half)
+    assert kick.extensions[-1]["log_gamma_raised"] == pytest.approx([-9.0, -9.0 + half])
+    split = [[1e-4, 1e-4, 1.0, 1.0], [1.0, 2e-4, 1e-4, 1.0]]
+    union = [union_evaluation(s, split, active_units=3) for s in (0, 500, 1000)]
+    kick.extensions = [{"log_gamma_lowered": [-5.0, -8.4]}, {}]
+    a_class_over = assess(union, learnable_gamma=True, group_data_dimensions=[1, 1])
+    assert kick.gamma_shift(a_class_over, -12.0) == pytest.approx(half)
+
+
+def test_each_gamma_move_adds_an_extension_to_the_default_budget_up_to_twice_it():
+    from vaelab.convergence import Convergence
+
+    callback = Convergence()
+    assert callback.budget(300) == (100, 900)
+    callback.extensions = [{"log_gamma_lowered": [-5.0, -8.4]}, {}, {"log_gamma_raised": [-9.0, -7.3]}]
+    assert callback.budget(300) == (100, 1100)
+    callback.extensions = [{"log_gamma_lowered": [-5.0, -8.4]}] * 20
+    assert callback.budget(300) == (100, 1800)
+    callback.max_epochs = 600  # a budget given is the budget
+    assert callback.budget(300) == (100, 600)

@@ -329,8 +329,11 @@ class Convergence(L.Callback):
         self._trainer: L.Trainer | None = None
 
     def budget(self, base_epochs: int) -> tuple[int, int]:
-        """(epochs per extension, maximum total epochs) for a run whose schedule has `base_epochs`; raises
-        ConfigError when the budget cannot hold the base schedule and ``min_extensions`` extensions."""
+        """(epochs per extension, maximum total epochs) for a run whose schedule has `base_epochs`. The default
+        maximum (``max_epochs`` null) is 3 x `base_epochs` plus one extension for each extension so far that moved
+        gamma (a moved gamma needs a cycle to settle), at most 6 x `base_epochs`; a ``max_epochs`` given is the
+        maximum. Raises ConfigError when the maximum cannot hold the base schedule and ``min_extensions``
+        extensions."""
         extension = self.extension_epochs or max(1, base_epochs // 3)
         maximum = self.max_epochs if self.max_epochs is not None else 3 * base_epochs
         needed = base_epochs + self.min_extensions * extension
@@ -340,7 +343,10 @@ class Convergence(L.Callback):
                 f"(trainer.max_epochs={base_epochs} + callbacks.convergence.min_extensions="
                 f"{self.min_extensions} x {extension} epochs); raise it, or lower min_extensions"
             )
-        return extension, maximum
+        if self.max_epochs is not None:
+            return extension, maximum
+        moved = sum("log_gamma_lowered" in e or "log_gamma_raised" in e for e in self.extensions)
+        return extension, min(maximum + moved * extension, 2 * maximum)
 
     def extends(self, module: L.LightningModule) -> bool:
         if self.extend_option == "auto":
@@ -360,28 +366,37 @@ class Convergence(L.Callback):
             self.group_data_dimensions,
         )
 
-    def gamma_shift(self, verdict: dict[str, Any]) -> float | None:
-        """The amount (in log gamma, negative) by which an extension made on `verdict` lowers gamma: -log
-        ``reopen_gamma_factor`` when a direction of the data is not represented, else None."""
+    def gamma_shift(self, verdict: dict[str, Any], log_gamma: float | None = None) -> float | None:
+        """The amount (in log gamma) by which an extension made on `verdict` moves gamma, now at `log_gamma`:
+        -log ``reopen_gamma_factor`` when a direction of the data is not represented; when more dims are open than
+        the data has (``dims_within_data`` failed, or a class of ``group_dims_match_data`` has more) in a run whose
+        gamma an earlier extension lowered, +log ``reopen_gamma_factor`` / 2, up to at most the gamma before the
+        first lowering (the extra dims close, the one opened stays); else None (a run never lowered is never
+        raised)."""
         if self.reopen_gamma_factor is None or verdict["converged"]:
             return None
-        evidence = verdict["convergence"]
-        short = evidence["checks"].get("dims_cover_data") is False or (
-            evidence["checks"].get("group_dims_match_data") is False
-            and any(
-                r is not None and a < r
-                for a, r in zip(evidence["group_active_dims"], evidence["group_data_local_dimension"], strict=False)
-            )
-        )
-        return -math.log(self.reopen_gamma_factor) if short else None
+        evidence, step = verdict["convergence"], math.log(self.reopen_gamma_factor)
+        checks = evidence["checks"]
+        dims = evidence.get("group_active_dims", []), evidence.get("group_data_local_dimension", [])
+        pairs = list(zip(*dims, strict=False))
+        classes = checks.get("group_dims_match_data") is False
+        if checks.get("dims_cover_data") is False or (classes and any(r is not None and a < r for a, r in pairs)):
+            return -step
+        over = checks.get("dims_within_data") is False or (classes and any(r is not None and a > r for a, r in pairs))
+        lowered = [e["log_gamma_lowered"] for e in self.extensions[:-1] if "log_gamma_lowered" in e]
+        if not over or not lowered or log_gamma is None:
+            return None
+        room = lowered[0][0] - log_gamma  # never above gamma before the first lowering
+        return min(step / 2, room) if room > 0 else None
 
-    def lower_gamma(self, log_gamma: torch.Tensor, shift: float | None) -> None:
+    def move_gamma(self, log_gamma: torch.Tensor, shift: float | None) -> None:
         """Adds `shift` (from ``gamma_shift``; None: nothing) in place to `log_gamma` (a 0-d tensor: the model's
-        parameter, or one member's entry of the stacked ones) and records it in the last extension."""
+        parameter, or one member's entry of the stacked ones) and records it in the last extension
+        (``log_gamma_lowered`` or ``log_gamma_raised``: [before, after])."""
         if shift is None:
             return
         before = log_gamma.item()
-        self.extensions[-1]["log_gamma_lowered"] = [before, before + shift]
+        self.extensions[-1]["log_gamma_lowered" if shift < 0 else "log_gamma_raised"] = [before, before + shift]
         with torch.no_grad():
             log_gamma.add_(shift)
 
@@ -452,8 +467,9 @@ class Convergence(L.Callback):
     ) -> None:
         steps_per_epoch = trainer.datamodule.train_dataloader().num_batches()
         self.extensions.append(extension_record(trainer.max_epochs, trainer.global_step, epochs, active_dims, verdict))
-        shift = trainer.strategy.broadcast(self.gamma_shift(verdict), src=0)  # every process moves the same gamma
-        self.lower_gamma(getattr(module.model, "base", module.model).log_gamma, shift)
+        log_gamma = getattr(module.model, "base", module.model).log_gamma
+        shift = self.gamma_shift(verdict, log_gamma.item())
+        self.move_gamma(log_gamma, trainer.strategy.broadcast(shift, src=0))  # every process: the same move
         trainer.fit_loop.max_epochs = trainer.max_epochs + epochs
         if trainer.fit_loop.epoch_loop.max_steps > 0:
             trainer.fit_loop.epoch_loop.max_steps += epochs * steps_per_epoch

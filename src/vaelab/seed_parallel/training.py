@@ -327,9 +327,8 @@ class SeedParallelLoop:
             )
         )
         # the member's log gamma: its entry of the stacked scalars (a view of its row of the flat parameters)
-        convergence.lower_gamma(
-            self.stacked.scalars["log_gamma"][self.members.index(member)], convergence.gamma_shift(verdict)
-        )
+        log_gamma = self.stacked.scalars["log_gamma"][self.members.index(member)]
+        convergence.move_gamma(log_gamma, convergence.gamma_shift(verdict, log_gamma.item()))
         return True
 
     def _extend(self, members: list[Member]) -> None:
