@@ -347,3 +347,18 @@ def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_pa
     assert table["text_ptb_skip"][-1] == "pass" and table["text_ptb_skip"][-3] == "3/3"
     assert table["mnist_pixelcnn_skip"][-1] == "not run" and json.loads(archived.read_text())["mi"] == 3.0
     assert "- 12 run file(s): commit" in doc.read_text()
+
+
+def test_a_setting_whose_seeds_all_completed_is_not_run_again(tmp_path, monkeypatch):
+    """Stacked runs (seeds=[...]) leave per-seed folders that skip_completed does not match by overrides: the
+    study itself skips a setting that has every seed."""
+    from vaelab.reproduce import cli
+
+    named = by_label(skip.settings(False))
+    for seed in (0, 1, 2):
+        write_run(tmp_path, named["text_ptb_standard"], seed, job=f"0_seeds=[0,1,2]/seed_{seed}", mi=1.0)
+    write_run(tmp_path, named["text_ptb_skip"], 0, mi=1.0)
+    ran = []
+    monkeypatch.setattr(cli, "run_setting", lambda setting, *args: ran.append(setting.label) or 0)
+    cli.main(["skip", "--only", "text_ptb_s", "--out", str(tmp_path)])
+    assert ran == ["text_ptb_skip", "text_ptb_sa", "text_ptb_skip_sa"]  # not text_ptb_standard: complete

@@ -189,9 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(plan(sweeps, args.overrides)))
         return 0
     if not args.table_only:
-        one_job_each = all(stacked[s.label] for s in sweeps)  # a stacked setting is one job on one core
+        # settings whose every seed has a completed run (stacked or not) are done: nothing to finish
+        todo = [s for s in sweeps if len(runs.completed(s)) < len(s.seeds)]
+        one_job_each = all(stacked[s.label] for s in todo)  # a stacked setting is one job on one core
         with ThreadPoolExecutor(args.n_jobs if one_job_each else max(1, args.n_jobs // per_setting)) as pool:
-            list(pool.map(lambda s: run_setting(s, out, per_setting, args.overrides, stacked[s.label]), sweeps))
+            list(pool.map(lambda s: run_setting(s, out, per_setting, args.overrides, stacked[s.label]), todo))
 
     runs = Runs(out, settings)  # read again: the runs just made
     invocation = shlex.join(["vaelab-reproduce", name, *rest])
