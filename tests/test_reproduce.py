@@ -339,6 +339,8 @@ def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_pa
         write_run(second, named["text_ptb_standard"], seed, mi=1.0, active_units=3, iw_ppl=120.0)
         write_run(second, named["text_ptb_skip"], seed, mi=1.5, active_units=4, iw_ppl=118.0)
     write_run(second, named["mnist_mlp_z32_skip"], 1, "failed", error="boom")
+    unreadable = write_run(second, named["text_ptb_sa"], 1) / "metrics.json"
+    unreadable.write_text("{cut short")  # a job killed while writing: skipped, not archived
     shutil.rmtree(first)
     text_only = ["--only", "text_ptb_s", "--seeds", "1,2,3", "--out", str(second), "--doc", str(doc)]
     assert main(["skip", "--table-only", *text_only]) == 0
@@ -346,7 +348,7 @@ def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_pa
     assert table["mnist_mlp_z32_skip"][-1] == "pass" and table["mnist_mlp_z32_skip"][-3] == "3/3"
     assert table["text_ptb_skip"][-1] == "pass" and table["text_ptb_skip"][-3] == "3/3"
     assert table["mnist_pixelcnn_skip"][-1] == "not run" and json.loads(archived.read_text())["mi"] == 3.0
-    assert "- 12 run file(s): commit" in doc.read_text()
+    assert "- 12 run file(s): commit" in doc.read_text() and not (doc.parent / "runs" / "skip" / "text_ptb_sa").exists()
 
 
 def test_a_setting_whose_seeds_all_completed_is_not_run_again(tmp_path, monkeypatch):

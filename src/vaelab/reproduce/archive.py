@@ -26,7 +26,8 @@ def seed_file(archive: Path, setting: Setting, seed: int) -> Path:
 
 def archive_runs(runs: Runs, settings: Sequence[Setting], archive: Path) -> int:
     """Copies every run of `settings` found in `runs` into `archive` (a completed run replaces the archived copy
-    of its seed; a run of another status is archived only where no completed copy is). Returns the count."""
+    of its seed; a run of another status is archived only where no completed copy is; a job without a readable
+    metrics.json is skipped). Returns the count."""
     stamp = {"commit": git_commit(), "date": time.strftime("%Y-%m-%d"), "machine": machine()}
     written = set()
     for setting in settings:
@@ -38,7 +39,10 @@ def archive_runs(runs: Runs, settings: Sequence[Setting], archive: Path) -> int:
                 kept = json.loads(target.read_text())
                 if kept.get("status") == "completed":
                     continue
-            record = {**runs.record(setting, run), "archived": stamp}
+            try:
+                record = {**runs.record(setting, run), "archived": stamp}
+            except (OSError, json.JSONDecodeError):  # a job that never wrote a readable metrics.json
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(record, indent=1) + "\n")
             written.add(target)
