@@ -335,6 +335,10 @@ def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_pa
     archived = doc.parent / "runs" / "skip" / "mnist_mlp_z32_skip" / "seed_1" / "metrics.json"
     record = json.loads(archived.read_text())
     assert record["mi"] == 3.0 and record["per_dim_kl"] == [3.0, 0.0] and "commit" in record["archived"]
+    record["archived"]["commit"] = "first"  # archiving the same run again keeps the copy and its stamp
+    archived.write_text(json.dumps(record))
+    assert main(["skip", "--table-only", "--only", "mlp_z32", "--out", str(first), "--doc", str(doc)]) == 0
+    assert json.loads(archived.read_text())["archived"]["commit"] == "first"
     for seed in (1, 2, 3):  # other seeds than the defaults (0, 1, 2): the page shows the archived ones
         write_run(second, named["text_ptb_standard"], seed, mi=1.0, active_units=3, iw_ppl=120.0)
         write_run(second, named["text_ptb_skip"], seed, mi=1.5, active_units=4, iw_ppl=118.0)
@@ -348,7 +352,11 @@ def test_runs_of_separate_sessions_add_up_to_one_page_through_the_archive(tmp_pa
     assert table["mnist_mlp_z32_skip"][-1] == "pass" and table["mnist_mlp_z32_skip"][-3] == "3/3"
     assert table["text_ptb_skip"][-1] == "pass" and table["text_ptb_skip"][-3] == "3/3"
     assert table["mnist_pixelcnn_skip"][-1] == "not run" and json.loads(archived.read_text())["mi"] == 3.0
-    assert "- 12 run file(s): commit" in doc.read_text() and not (doc.parent / "runs" / "skip" / "text_ptb_sa").exists()
+    assert (
+        "- 1 run file(s): commit first" in doc.read_text()
+        and "- 11 run file(s): commit" in doc.read_text()
+        and not (doc.parent / "runs" / "skip" / "text_ptb_sa").exists()
+    )
 
 
 def test_a_setting_whose_seeds_all_completed_is_not_run_again(tmp_path, monkeypatch):

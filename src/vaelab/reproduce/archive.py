@@ -26,8 +26,8 @@ def seed_file(archive: Path, setting: Setting, seed: int) -> Path:
 
 def archive_runs(runs: Runs, settings: Sequence[Setting], archive: Path) -> int:
     """Copies every run of `settings` found in `runs` into `archive` (a completed run replaces the archived copy
-    of its seed; a run of another status is archived only where no completed copy is; a job without a readable
-    metrics.json is skipped). Returns the count."""
+    of its seed; a run of another status is archived only where no completed copy is; a run archived already
+    keeps its copy and stamp; a job without a readable metrics.json is skipped). Returns the count written."""
     stamp = {"commit": git_commit(), "date": time.strftime("%Y-%m-%d"), "machine": machine()}
     written = set()
     for setting in settings:
@@ -35,14 +35,16 @@ def archive_runs(runs: Runs, settings: Sequence[Setting], archive: Path) -> int:
             target = seed_file(archive, setting, seed)
             if run is None or target in written:
                 continue
-            if run.status != "completed" and target.is_file():
-                kept = json.loads(target.read_text())
-                if kept.get("status") == "completed":
-                    continue
             try:
-                record = {**runs.record(setting, run), "archived": stamp}
+                record = runs.record(setting, run)
             except (OSError, json.JSONDecodeError):  # a job that never wrote a readable metrics.json
                 continue
+            if target.is_file():
+                kept = json.loads(target.read_text())
+                kept.pop("archived", None)
+                if kept == record or (run.status != "completed" and kept.get("status") == "completed"):
+                    continue  # archived already (keeps its stamp), or a completed copy that a failure must not replace
+            record["archived"] = stamp
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(record, indent=1) + "\n")
             written.add(target)
