@@ -52,11 +52,7 @@ def git_commit() -> str:
 def provenance(invocation: str, commands: list[str], out: Path, table_only: bool, archived: str = "") -> str:
     """The page's last section: the command, each setting's vaelab-train command, commit, date, machine;
     archived: the lines saying which commits, dates and machines made the run files of `out` (an archive)."""
-    where = (
-        "the runs'"
-        if not (table_only or archived)
-        else "this page's; its tables come from run files that may be another's"
-    )
+    where = "the runs'" if not table_only else "this page's; its tables come from run files that may be another's"
     listed = "\n".join(f"    {c}" for c in commands)
     runs = f"Runs: `{out}`" + (
         f" (the results archive, vaelab.reproduce.archive), archived from:\n\n{archived}" if archived else ""
