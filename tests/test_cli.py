@@ -102,6 +102,28 @@ def test_the_summary_prints_every_final_metric_the_run_computed():
     assert "mcc" not in format_summary({k: v for k, v in result.items() if k != "mcc"})
 
 
+def test_the_summary_warns_when_every_latent_dim_is_active_on_data_of_unknown_dimension():
+    from vaelab.cli import format_summary
+
+    result = {
+        "status": "completed",
+        "wall_time_s": 3.0,
+        "active_dims": 2,
+        "active_units": 2,
+        "per_dim_encoder_var": [1e-4, 2e-4],
+        "active_dims_saturated": True,
+        "run_dir": "x",
+    }
+    warning = (
+        "all 2 latent dims are active, so active_dims is a lower bound of the data's dimension; raise model.latent_dim"
+    )
+    assert warning in format_summary(result)
+    assert "lower bound" not in format_summary({**result, "active_dims_saturated": False})
+    # a known dimension the latent size matches: every dim active is the expected answer
+    assert "lower bound" not in format_summary({**result, "true_manifold_dim": 2})
+    assert "lower bound" not in format_summary({**result, "true_n_sources": 2})
+
+
 def test_output_into_a_closed_pipe_ends_quietly():
     """`vaelab-train --help | head -1`: the reader goes away first; no traceback, the shell's exit code 141."""
     proc = subprocess.Popen(

@@ -199,6 +199,25 @@ def test_diagnostics_evaluators_name_their_threshold_keys():
         ActiveUnits(threshold=-1.0)
 
 
+def test_active_dims_is_saturated_exactly_when_every_latent_dim_is_active():
+    """Known answers: every dim at O(gamma) variance -> no spare dim, AD only a lower bound; one dim at the
+    prior's variance -> a spare dim the model left closed, AD is the model's answer."""
+    from vaelab.diagnostics.active_dims import ActiveDims
+    from vaelab.diagnostics.base import EvalContext
+    from vaelab.models.gaussian import DiagonalGaussian
+
+    def evaluate(variances):
+        logvar = torch.tensor(variances).log().expand(50, -1)
+        q = DiagonalGaussian(torch.randn(50, len(variances)), logvar)
+        ctx = EvalContext(torch.nn.Linear(1, 1), "test", {"x": torch.zeros(50, 1)}, q, None, None, {}, 64)
+        return ActiveDims().evaluate(ctx)
+
+    all_open = evaluate([1e-4, 2e-4, 1e-3])
+    assert all_open.scalars["active_dims"] == 3 and all_open.values["active_dims_saturated"] is True
+    one_spare = evaluate([1e-4, 2e-4, 1.0])
+    assert one_spare.scalars["active_dims"] == 2 and one_spare.values["active_dims_saturated"] is False
+
+
 def test_diagnose_rejects_non_positive_thresholds():
     a, _, x = linear_subspace_data(n=16)
     model = LinearSubspaceModel(a)

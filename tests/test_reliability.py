@@ -285,6 +285,8 @@ CLI_ERRORS = [
     (["model.foo=1"], 2, "error: model.foo=1: model=vae (GaussianVAE) has no such argument; its keys are: latent_dim,"),
     (["+model.foo=1"], 2, "error: model.foo: model=vae (GaussianVAE) has no such argument; its keys are: latent_dim,"),
     (["data.foo=1"], 2, "data.foo=1: data=synthetic_manifold (SyntheticManifoldData) has no such argument; its keys"),
+    # a key the class takes but the config does not list: the fix is "+", not another key
+    (["experiment=vae_mnist", "data.n_samples=100"], 2, "data has no key n_samples; its keys are: dataset,"),
     (["no_such_key=1"], 2, "error: no_such_key=1: the config has no top-level key no_such_key; they are: name, seed"),
     (["model=no_such_model"], 2, "Could not find 'model/no_such_model'; Available options in 'model': bernoulli_mlp,"),
     (["kl_warmup=null"], 2, "error: kl_warmup=null: a config group cannot be set to null"),

@@ -154,6 +154,11 @@ FINAL_METRICS = (  # the evaluators' final numbers beyond the first lines, as me
 )
 
 
+# ground truth that fixes the latent size a run needs (data on a known manifold, sources of known number): there
+# every latent dim active is the expected answer, not a sign that the model ran out of dims
+KNOWN_DIMENSION_KEYS = ("true_manifold_dim", "true_n_sources")
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """A few lines for the terminal after a completed run: active dims, gamma, reconstruction error, where the
     files are."""
@@ -181,6 +186,12 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"  {evaluated.rstrip()}")
     if "converged" in result:
         lines.append(f"  converged: {'yes' if result['converged'] else 'NO'} ({result['convergence']['reason']})")
+    if result.get("active_dims_saturated") and not any(k in result for k in KNOWN_DIMENSION_KEYS):
+        k = len(result["per_dim_encoder_var"])
+        lines.append(
+            f"  warning: all {k} latent dims are active, so active_dims is a lower bound of the data's dimension; "
+            "raise model.latent_dim"
+        )
     if result.get("gamma_at_floor"):
         lines.append("  warning: gamma reached model.gamma_floor; lower the floor or check the data")
     where = f"TensorBoard: {result['tensorboard_dir']}" if result.get("tensorboard_dir") else "tensorboard/"
@@ -219,6 +230,7 @@ def hydra_error_line(err: BaseException, argv: list[str]) -> str:
 
 def _unknown_key_reason(key: str, arg: str, others: list[str]) -> str:
     """Why `key` cannot be set: the keys its config node has (for vaelab's classes: the arguments they take)."""
+    import yaml
     from omegaconf import DictConfig, open_dict
 
     from vaelab.config import compose_config
@@ -235,12 +247,18 @@ def _unknown_key_reason(key: str, arg: str, others: list[str]) -> str:
     if not parent:
         keys = [k for k in cfg if k not in ("hydra",)]
         return f"the config has no top-level key {key}; they are: {', '.join(keys)} (vaelab-train --help)"
+    text = arg.partition("=")[2]
+    try:
+        value = yaml.safe_load(text)  # as the command line would type it: 1000 an int, null None
+    except yaml.YAMLError:
+        value = text
     try:
         with open_dict(node):
-            node[name] = arg.partition("=")[2]
+            node[name] = value
         check_arguments(cfg, parent)
     except ConfigError as err:
-        return str(err).partition(": ")[2]
+        message = str(err)
+        return message.partition(": ")[2] or message
     keys = ", ".join(k for k in node if k != name and not str(k).startswith("_"))
     return (
         f"{parent} has no key {name}; its keys are: {keys} "

@@ -25,6 +25,7 @@ from vaelab.run_record import RUN_CONTROL_KEYS
 # Lightning, the others find them loaded); runs written before startup_s was recorded show wall_time_s instead
 DEFAULT_METRICS = (
     "active_dims",
+    "active_dims_saturated",
     "active_units",
     "active_units_0.02",
     "mcc",
@@ -46,7 +47,8 @@ DEFAULT_METRICS = (
 INTEGER_METRICS = ("active_dims", "active_units", "active_units_0.01", "active_units_0.02", "epochs", "steps")
 # run files written before a key was renamed: old key -> the key it is read as (when the new one is absent)
 RENAMED = {"probe_accuracy": "probe_accuracy_linear"}  # issue 19: one probe became three
-FLAGS = ("mi_saturated",)  # true/false in metrics.json, read as 1/0 (a group's mean: the share of its runs)
+# true/false in metrics.json, read as 1/0 (a group's mean: the share of its runs)
+FLAGS = ("mi_saturated", "active_dims_saturated")
 DEFAULT_IGNORE = ("seed",)
 PROBLEM_STATUSES = ("failed", "diverged", "interrupted", "running", "missing", "unreadable")
 
