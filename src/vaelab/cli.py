@@ -230,7 +230,7 @@ def hydra_error_line(err: BaseException, argv: list[str]) -> str:
 
 def _unknown_key_reason(key: str, arg: str, others: list[str]) -> str:
     """Why `key` cannot be set: the keys its config node has (for vaelab's classes: the arguments they take)."""
-    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import DictConfig, open_dict
 
     from vaelab.config import compose_config
@@ -247,11 +247,10 @@ def _unknown_key_reason(key: str, arg: str, others: list[str]) -> str:
     if not parent:
         keys = [k for k in cfg if k not in ("hydra",)]
         return f"the config has no top-level key {key}; they are: {', '.join(keys)} (vaelab-train --help)"
-    text = arg.partition("=")[2]
-    try:
-        value = yaml.safe_load(text)  # as the command line would type it: 1000 an int, null None
-    except yaml.YAMLError:
-        value = text
+    try:  # the value the override itself would set (Hydra's grammar: 1000 an int, null None)
+        value = OverridesParser.create().parse_overrides([arg])[0].value()
+    except Exception:  # an override Hydra cannot parse: probe with its text
+        value = arg.partition("=")[2]
     try:
         with open_dict(node):
             node[name] = value
